@@ -1,0 +1,45 @@
+"""`nnunet_ppm`: one command-line entry point with subcommands.
+
+Each subcommand lives in its own module, which provides
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only
+when their subcommand runs, so `nnunet_ppm --help` stays fast.
+"""
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    "plan": ("nnunet_ppm.planning.plan_cli", "write nnUNetPPMPlans.json for a planned dataset and preprocess it"),
+    "trainer-dir": ("nnunet_ppm.training.trainer_dir_cli", "print the folder to put in nnUNet_extTrainer"),
+}
+
+
+def _print_overview() -> None:
+    print("usage: nnunet_ppm SUBCOMMAND [options]   (nnunet_ppm SUBCOMMAND -h for its options)\n")
+    print("3D_FCN_PPM (Yang et al., ICPR 2018) for nnU-Net v2. Subcommands:")
+    width = max(len(name) for name in SUBCOMMANDS)
+    for name, (_, summary) in SUBCOMMANDS.items():
+        print(f"  {name.ljust(width)}  {summary}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        _print_overview()
+        return 0
+    if argv[0] not in SUBCOMMANDS:
+        _print_overview()
+        print(f"\nnunet_ppm: unknown subcommand {argv[0]!r}", file=sys.stderr)
+        return 2
+    module_name, summary = SUBCOMMANDS[argv[0]]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"nnunet_ppm {argv[0]}", description=summary)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: PPMTrainer (the paper's recipe) and its variants."""

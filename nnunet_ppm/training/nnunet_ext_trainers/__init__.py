@@ -1,0 +1,1 @@
+"""Trainer modules that nnU-Net imports by bare name from nnUNet_extTrainer; each re-exports classes of nnunet_ppm.training."""

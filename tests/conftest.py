@@ -1,0 +1,36 @@
+"""Shared fixtures: nnU-Net folders in a temporary place, and the optional real KiTS labels."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("NNUNET_PPM_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def nnunet_dirs(tmp_path, monkeypatch):
+    """nnUNet_raw / nnUNet_preprocessed / nnUNet_results under tmp_path, exported for this test."""
+    dirs = {name: tmp_path / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for name, path in dirs.items():
+        path.mkdir()
+        monkeypatch.setenv(name, str(path))
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def kits19_labels_dir():
+    """../shared/data/kits19-labels (real KiTS19 label maps), or skip when it is absent."""
+    folder = SHARED_DATA / "kits19-labels"
+    if not folder.is_dir():
+        pytest.skip(f"real KiTS19 labels not found at {folder} (set NNUNET_PPM_SHARED_DATA to the shared data folder)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def kits23_labels_dir():
+    """../shared/data/kits23-labels (real KiTS23 label maps), or skip when it is absent."""
+    folder = SHARED_DATA / "kits23-labels"
+    if not folder.is_dir():
+        pytest.skip(f"real KiTS23 labels not found at {folder} (set NNUNET_PPM_SHARED_DATA to the shared data folder)")
+    return folder
