@@ -12,6 +12,8 @@ from typing import List, Optional
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "plan": ("nnunet_ppm.planning.plan_cli", "write nnUNetPPMPlans.json for a planned dataset and preprocess it"),
+    "postprocess": ("nnunet_ppm.postprocessing.postprocess_cli",
+                    "CRF + largest component on nnUNetv2_predict --save_probabilities output; or write a pp pkl"),
     "trainer-dir": ("nnunet_ppm.training.trainer_dir_cli", "print the folder to put in nnUNet_extTrainer"),
 }
 
