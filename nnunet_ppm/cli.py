@@ -14,6 +14,8 @@ SUBCOMMANDS = {
     "plan": ("nnunet_ppm.planning.plan_cli", "write nnUNetPPMPlans.json for a planned dataset and preprocess it"),
     "postprocess": ("nnunet_ppm.postprocessing.postprocess_cli",
                     "CRF + largest component on nnUNetv2_predict --save_probabilities output; or write a pp pkl"),
+    "tune-crf": ("nnunet_ppm.postprocessing.tune_crf_cli",
+                 "grid-search CRF parameters on validation probabilities; write the best as JSON"),
     "trainer-dir": ("nnunet_ppm.training.trainer_dir_cli", "print the folder to put in nnUNet_extTrainer"),
 }
 

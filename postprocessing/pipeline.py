@@ -38,10 +38,14 @@ class PostprocessingSettings:
     crf_backend: str = "pydensecrf"
 
 
-def lr_axis_from_properties(properties: dict) -> Optional[int]:
-    """Left-right array axis from SimpleITK properties, or None when the reader stores no direction."""
-    sitk_stuff = properties.get("sitk_stuff")
-    return None if sitk_stuff is None else left_right_axis(sitk_stuff["direction"])
+def lr_axis_for(case_id: str, properties: dict, settings: PostprocessingSettings) -> Optional[int]:
+    """Left-right array axis of the case when the per-side rule needs it (from SimpleITK's direction), else None."""
+    if not (settings.use_lcc and settings.lcc_mode == "per-side"):
+        return None
+    if "sitk_stuff" not in properties:
+        raise ValueError(f"case {case_id}: the per-side component rule needs the image direction, which this "
+                         f"dataset's image reader does not store; use SimpleITKIO or --lcc-mode largest")
+    return left_right_axis(properties["sitk_stuff"]["direction"])
 
 
 def postprocess_probabilities(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[float],
@@ -68,6 +72,14 @@ def postprocess_probabilities(probabilities: np.ndarray, image: np.ndarray, spac
     return labels
 
 
+def read_case_ct(case_id: str, probabilities_shape: Sequence[int], properties: dict, image_files: List[str],
+                 reader_writer: BaseReaderWriter) -> np.ndarray:
+    """The case's CT (channel 0, HU, shape (z, y, x)) after checking it against the probabilities' shape and geometry."""
+    image, image_properties = reader_writer.read_images(image_files)
+    check_case_geometry(case_id, probabilities_shape, properties, image.shape, image_properties)
+    return image[0]
+
+
 def postprocess_and_write_case(case_id: str, probabilities: np.ndarray, properties: dict, image_files: List[str],
                                output_file: str, reader_writer: BaseReaderWriter,
                                settings: PostprocessingSettings) -> None:
@@ -82,14 +94,8 @@ def postprocess_and_write_case(case_id: str, probabilities: np.ndarray, properti
         reader_writer: the dataset's nnU-Net image reader/writer.
         settings: what to apply.
     """
-    lr_axis = None
-    if settings.use_lcc and settings.lcc_mode == "per-side":
-        lr_axis = lr_axis_from_properties(properties)
-        if lr_axis is None:
-            raise ValueError(f"case {case_id}: the per-side component rule needs the image direction, which "
-                             f"{type(reader_writer).__name__} does not store; use SimpleITKIO or lcc mode 'largest'")
-    image, image_properties = reader_writer.read_images(image_files)
-    check_case_geometry(case_id, probabilities.shape, properties, image.shape, image_properties)
-    labels = postprocess_probabilities(probabilities, image[0], properties["spacing"], settings, lr_axis)
+    lr_axis = lr_axis_for(case_id, properties, settings)
+    image = read_case_ct(case_id, probabilities.shape, properties, image_files, reader_writer)
+    labels = postprocess_probabilities(probabilities, image, properties["spacing"], settings, lr_axis)
     with atomic_output_path(output_file) as temporary:
         reader_writer.write_seg(labels, temporary, properties)
