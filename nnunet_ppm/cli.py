@@ -12,6 +12,8 @@ from typing import List, Optional
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "plan": ("nnunet_ppm.planning.plan_cli", "write nnUNetPPMPlans.json for a planned dataset and preprocess it"),
+    "predict": ("nnunet_ppm.inference.predict_cli",
+                "nnUNetv2_predict + the paper's CRF and largest component per case (--aggregation vote|gaussian)"),
     "postprocess": ("nnunet_ppm.postprocessing.postprocess_cli",
                     "CRF + largest component on nnUNetv2_predict --save_probabilities output; or write a pp pkl"),
     "tune-crf": ("nnunet_ppm.postprocessing.tune_crf_cli",
