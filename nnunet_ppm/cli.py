@@ -19,6 +19,9 @@ SUBCOMMANDS = {
     "tune-crf": ("nnunet_ppm.postprocessing.tune_crf_cli",
                  "grid-search CRF parameters on validation probabilities; write the best as JSON"),
     "trainer-dir": ("nnunet_ppm.training.trainer_dir_cli", "print the folder to put in nnUNet_extTrainer"),
+    "convert": ("nnunet_ppm.dataset_conversion.convert_cli",
+                "make an nnU-Net raw dataset from the paper's ROI layout or KiTS19/21/23 (optionally per-kidney ROIs)"),
+    "synth": ("nnunet_ppm.dataset_conversion.synth_cli", "write synthetic arterial-phase CTs with kidney/tumor labels"),
 }
 
 
