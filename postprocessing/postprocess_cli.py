@@ -15,7 +15,7 @@ from typing import Tuple
 
 from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p, save_json
 
-from nnunet_ppm.postprocessing.case_pool import map_cases
+from nnunet_ppm.dataset_conversion.case_pool import run_per_case
 from nnunet_ppm.postprocessing.cli_options import add_lcc_mode_argument, add_postprocessing_arguments, settings_from_args
 from nnunet_ppm.postprocessing.nnunet_pp_pkl import write_postprocessing_pkl
 from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings, postprocess_and_write_case
@@ -63,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
     save_json(folder.dataset_json, join(args.output_folder, "dataset.json"), sort_keys=False)
     save_json(folder.plans, join(args.output_folder, "plans.json"), sort_keys=False)
     tasks = [(folder, case_id, args.raw_folder, args.output_folder, settings) for case_id in case_ids]
-    map_cases(_postprocess_one, tasks, args.num_processes, "post-processing", not args.disable_progress_bar)
+    run_per_case(_postprocess_one, tasks, args.num_processes, "post-processing", not args.disable_progress_bar)
     print(f"post-processed {len(case_ids)} case(s) into {args.output_folder}")
     return 0

@@ -18,7 +18,7 @@ from typing import List, Tuple
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isfile, join
 
-from nnunet_ppm.postprocessing.case_pool import map_cases
+from nnunet_ppm.dataset_conversion.case_pool import run_per_case
 from nnunet_ppm.postprocessing.cli_options import add_crf_backend_argument, add_lcc_mode_argument
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.crf_tuning import DEFAULT_GRID, expand_grid, score_case, summarize
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"tune-crf: {len(case_ids)} case(s) x {len(candidates)} parameter set(s)")
     score = partial(_score_one, folder=folder, raw_folder=args.raw_folder, reference_folder=args.reference_folder,
                     candidates=candidates, settings=settings)
-    dice = map_cases(score, case_ids, args.num_processes, "tuning CRF", not args.disable_progress_bar)
+    dice = run_per_case(score, case_ids, args.num_processes, "tuning CRF", not args.disable_progress_bar)
     summary = summarize(candidates, dice, grid)
     best = summary.pop("best")
     best.to_json(args.output_json, tuning={**summary, "cases": case_ids, "grid": grid,

@@ -1,9 +1,6 @@
 """`nnunet_ppm postprocess` on nnUNetv2_predict-style folders, geometry errors, and the pkl in nnU-Net's own command."""
 import os
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,14 +9,12 @@ import SimpleITK as sitk
 from nnunet_ppm.cli import main as nnunet_ppm_main
 from nnunet_ppm.postprocessing.largest_component import keep_largest_component
 from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings, postprocess_probabilities
+from nnunet_runs import run_command
 from synthetic_postprocessing_cases import small_case, write_image, write_predict_folder
-
-BIN = Path(sys.executable).parent
 
 
 def _run(*command: str) -> None:
-    result = subprocess.run([str(BIN / command[0]), *command[1:]], capture_output=True, text=True)
-    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
+    run_command(command, dict(os.environ))
 
 
 def _read(path) -> sitk.Image:

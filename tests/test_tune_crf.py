@@ -1,12 +1,11 @@
 """`nnunet_ppm tune-crf` picks the grid point with the best mean kidney/tumor Dice and writes JSON predict can read."""
 import json
-import subprocess
-import sys
-from pathlib import Path
+import os
 
 import pytest
 
 from nnunet_ppm.postprocessing.crf_params import CRFParams
+from nnunet_runs import run_command
 from synthetic_postprocessing_cases import small_case, write_image, write_predict_folder
 
 
@@ -22,11 +21,9 @@ def test_tune_crf_writes_the_best_grid_point(tmp_path):
     grid = {"appearance_weight": [0.0, 5.0], "smoothness_weight": [0.0, 3.0]}
     (tmp_path / "grid.json").write_text(json.dumps(grid))
 
-    result = subprocess.run([str(Path(sys.executable).parent / "nnunet_ppm"), "tune-crf",
-                             "-i", str(tmp_path / "pred"), "-r", str(tmp_path / "raw"), "-ref", str(tmp_path / "ref"),
-                             "-o", str(tmp_path / "crf.json"), "--grid", str(tmp_path / "grid.json"),
-                             "-np", "2", "--disable_progress_bar"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    run_command(["nnunet_ppm", "tune-crf", "-i", tmp_path / "pred", "-r", tmp_path / "raw", "-ref", tmp_path / "ref",
+                 "-o", tmp_path / "crf.json", "--grid", tmp_path / "grid.json", "-np", "2", "--disable_progress_bar"],
+                dict(os.environ))
 
     written = json.loads((tmp_path / "crf.json").read_text())
     table = written["tuning"]["grid_results"]
