@@ -13,9 +13,9 @@ def _arrays(folder, cases):
 
 
 def test_predict_equals_nnunetv2_predict_followed_by_postprocess(tiny_dataset, tmp_path):
-    tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans", fold="all")
+    tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
     images = tiny_dataset.raw / "imagesTs"
-    model = ["-i", images, "-d", tiny_dataset.dataset_id, "-c", "3d_fullres", "-f", "all", "-tr", "PPMTrainer_debug",
+    model = ["-i", images, "-d", tiny_dataset.dataset_id, "-c", "3d_fullres", "-f", "0", "-tr", "PPMTrainer_debug",
              "-p", "nnUNetPPMPlans", "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"]
     run_command(["nnUNetv2_predict", *model, "-o", tmp_path / "nnunet", "--save_probabilities"], tiny_dataset.env)
     run_command(["nnunet_ppm", "postprocess", "-i", tmp_path / "nnunet", "-r", images, "-o", tmp_path / "two_steps",
