@@ -85,7 +85,7 @@ class _Corners:
             factor = pair[bits[:, axis]]                                                # (corners, points)
             weights = factor if weights is None else weights * factor
         offsets = bits @ torch.tensor(strides, device=device)
-        self.count = base.numel()
+        self.count, self.corner_count = base.numel(), bits.shape[0]
         self.indices = (base[None] + offsets[:, None]).reshape(-1)
         self.weights = weights.reshape(-1)
 
@@ -100,7 +100,7 @@ class _Grid:
     def splat(self, values: torch.Tensor, corners: _Corners) -> torch.Tensor:
         """Spread (channels, points) values onto the grid: (channels, *node_counts)."""
         channels = values.shape[0]
-        contributions = (corners.weights.view(-1, corners.count) * values[:, None]).reshape(channels, -1)
+        contributions = (corners.weights.view(corners.corner_count, corners.count) * values[:, None]).reshape(channels, -1)
         grid = torch.zeros((channels, math.prod(self.node_counts)), device=values.device)
         grid.index_add_(1, corners.indices, contributions)
         return grid.view(channels, *self.node_counts)
@@ -108,7 +108,7 @@ class _Grid:
     def slice(self, grid: torch.Tensor, corners: _Corners) -> torch.Tensor:
         """Read the grid at the points: (channels, points)."""
         gathered = grid.reshape(grid.shape[0], -1).index_select(1, corners.indices) * corners.weights
-        return gathered.view(grid.shape[0], -1, corners.count).sum(1)
+        return gathered.view(grid.shape[0], corners.corner_count, corners.count).sum(1)
 
     def blur(self, grid: torch.Tensor) -> torch.Tensor:
         for axis, matrix in enumerate(self.blur_matrices):

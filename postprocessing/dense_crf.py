@@ -1,8 +1,9 @@
 """3D dense CRF on softmax probabilities and the CT, restricted to the predicted foreground.
 
 Entry point :func:`dense_crf`. The mean-field inference itself is a
-*backend*: ``"pydensecrf"`` (reference, CPU, one core) or ``"torch"``
-(see ``crf_torch``; GPU when present). Both see the same blocks and the same
+*backend*: ``"pydensecrf"`` (reference; CPU, one core, permutohedral
+lattice) or ``"torch"`` (``crf_torch``: grids and an active set; GPU when
+present, all cores otherwise). Both see the same blocks and the same
 parameters, so their results can be compared voxel by voxel.
 """
 from typing import Callable, Dict, Sequence
@@ -12,11 +13,13 @@ import numpy as np
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.crf_pydensecrf import mean_field_pydensecrf
 from nnunet_ppm.postprocessing.crf_regions import foreground_boxes, split_into_blocks
+from nnunet_ppm.postprocessing.crf_torch import mean_field_torch
 
 MeanField = Callable[[np.ndarray, np.ndarray, Sequence[float], CRFParams], np.ndarray]
 
 CRF_BACKENDS: Dict[str, MeanField] = {
     "pydensecrf": mean_field_pydensecrf,
+    "torch": mean_field_torch,
 }
 
 
