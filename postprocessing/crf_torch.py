@@ -31,6 +31,7 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
+from nnunet_ppm.postprocessing.argmax import argmax_labels
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 
 PAD = 2                        # empty grid cells on each side (room for the blur)
@@ -175,10 +176,6 @@ class _AppearanceKernel:
         return _Corners([z, self.intensity_coords[flat_index], y, x], self.grid.node_counts)
 
 
-def _argmax_labels(probabilities: np.ndarray) -> np.ndarray:
-    return probabilities.argmax(0).astype(np.uint8)
-
-
 def mean_field_torch(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[float],
                      params: CRFParams) -> np.ndarray:
     """Dense CRF labels of one block with the PyTorch grid backend (GPU when available).
@@ -187,7 +184,7 @@ def mean_field_torch(probabilities: np.ndarray, image: np.ndarray, spacing: Sequ
     """
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     shape = tuple(image.shape)
-    labels = _argmax_labels(probabilities)
+    labels = argmax_labels(probabilities)
     n_classes = probabilities.shape[0]
     clipped = torch.from_numpy(probabilities).to(device).reshape(n_classes, -1).clamp(params.unary_floor, 1.0)
     frozen_gap = params.smoothness_weight + params.appearance_weight + FROZEN_MARGIN

@@ -10,6 +10,7 @@ from typing import Callable, Dict, Sequence
 
 import numpy as np
 
+from nnunet_ppm.postprocessing.argmax import argmax_labels
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.crf_pydensecrf import mean_field_pydensecrf
 from nnunet_ppm.postprocessing.crf_regions import foreground_boxes, split_into_blocks
@@ -44,7 +45,7 @@ def dense_crf(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[fl
     if backend not in CRF_BACKENDS:
         raise ValueError(f"unknown CRF backend {backend!r}; available: {sorted(CRF_BACKENDS)}")
     mean_field = CRF_BACKENDS[backend]
-    labels = probabilities.argmax(0).astype(np.uint8)
+    labels = argmax_labels(probabilities)
     margin = [int(np.ceil(params.margin_mm / s)) for s in spacing]
     low, high = params.hu_window
     for box in foreground_boxes(labels != 0, margin):

@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 
+from nnunet_ppm.postprocessing.argmax import argmax_labels
 from nnunet_ppm.postprocessing.atomic_write import atomic_output_path
 from nnunet_ppm.postprocessing.case_geometry import check_case_geometry
 from nnunet_ppm.postprocessing.crf_params import CRFParams
@@ -65,7 +66,7 @@ def postprocess_probabilities(probabilities: np.ndarray, image: np.ndarray, spac
     if settings.use_crf:
         labels = dense_crf(probabilities, image, spacing, settings.crf_params, settings.crf_backend)
     else:
-        labels = probabilities.argmax(0).astype(np.uint8)
+        labels = argmax_labels(probabilities)
     if settings.use_lcc:
         function, kwargs = component_rule(settings.lcc_mode, lr_axis)
         labels = function(labels, **kwargs)

@@ -90,3 +90,12 @@ def test_params_json_round_trip_and_unknown_key(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"appearance_wieght": 3}))
     with pytest.raises(ValueError, match="bad.json.*appearance_wieght"):
         CRFParams.from_json(str(tmp_path / "bad.json"))
+
+
+def test_argmax_labels_slab_by_slab_equals_numpy(monkeypatch):
+    from nnunet_ppm.postprocessing import argmax as argmax_module
+    monkeypatch.setattr(argmax_module, "SLAB_VOXELS", 7)
+    probabilities = np.random.default_rng(0).random((3, 5, 4, 3)).astype(np.float32)
+    probabilities[:, 0, 0, 0] = (0.4, 0.4, 0.2)  # a tie goes to the lower class
+    labels = argmax_module.argmax_labels(probabilities)
+    assert labels.dtype == np.uint8 and np.array_equal(labels, probabilities.argmax(0))
