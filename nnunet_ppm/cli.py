@@ -12,6 +12,8 @@ from typing import List, Optional
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "plan": ("nnunet_ppm.planning.plan_cli", "write nnUNetPPMPlans.json for a planned dataset and preprocess it"),
+    "demo": ("nnunet_ppm.demo", "the whole story on synthetic CTs: generate, convert, plan, train PPM and default "
+                                "nnU-Net, predict, leaderboard"),
     "trainer-dir": ("nnunet_ppm.training.trainer_dir_cli", "print the folder to put in nnUNet_extTrainer"),
     "convert": ("nnunet_ppm.dataset_conversion.convert_cli",
                 "make an nnU-Net raw dataset from the paper's ROI layout or KiTS19/21/23 (optionally per-kidney ROIs)"),
