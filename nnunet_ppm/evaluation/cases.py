@@ -1,4 +1,5 @@
 """Finding and reading the label maps of an evaluation: cases, files, geometry checks."""
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,3 +102,13 @@ def pair_cases(reference_folder: Path, prediction_files: Dict[str, Path], file_e
 def find_dataset_json(*candidates: Path) -> Optional[Path]:
     """The first of ``candidates`` that is an existing file, else None."""
     return next((path for path in candidates if path.is_file()), None)
+
+
+def named_folder(text: str) -> Tuple[str, Path]:
+    """argparse type for ``NAME=FOLDER`` or ``FOLDER`` (then NAME is the folder's name)."""
+    name, separator, folder = text.partition("=")
+    if not separator:
+        name, folder = Path(text).name, text
+    if not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=FOLDER or FOLDER, got {text!r}")
+    return name, Path(folder)
