@@ -81,6 +81,11 @@ def detection_summary(outcomes: Sequence[str]) -> Dict[str, Optional[float]]:
             "specificity": counts["TN"] / negatives if negatives else None}
 
 
+def format_rate(value: Optional[float]) -> str:
+    """A sensitivity/specificity for people: three decimals, 'n/a' where undefined (None)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def summarise(results: Sequence[CaseResult]) -> Dict:
     """Per structure and metric statistics over the cases, plus the tumor detection summary."""
     if not results:

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from nnunet_ppm.evaluation.cases import file_ending_of, find_dataset_json, list_cases, pair_cases
-from nnunet_ppm.evaluation.evaluate import CASES_CSV, SUMMARY_JSON, evaluate_pairs, write_evaluation
+from nnunet_ppm.evaluation.evaluate import CASES_CSV, SUMMARY_JSON, evaluate_pairs, format_rate, write_evaluation
 from nnunet_ppm.evaluation.labels import STRUCTURE_TITLES, load_label_scheme
 
 
@@ -58,7 +58,3 @@ def format_summary(summary: dict) -> str:
                  f"specificity {format_rate(detection['specificity'])}")
     return "\n".join(lines)
 
-
-def format_rate(value) -> str:
-    """A sensitivity/specificity for people: three decimals, 'n/a' where undefined (None)."""
-    return "n/a" if value is None else f"{value:.3f}"
