@@ -8,6 +8,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_ppm.evaluation.metrics import mask_of
+
 SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
 SPACING_TOLERANCE_MM = 1e-4
 ORIGIN_TOLERANCE_MM = 1e-3
@@ -59,9 +61,11 @@ def check_same_geometry(case_id: str, reference: LabelVolume, prediction: LabelV
 
 def check_label_values(case_id: str, which: str, array: np.ndarray, allowed: Iterable[int]) -> None:
     """Raise ValueError naming the case when a label map holds values outside ``allowed``."""
-    unexpected = sorted(set(np.unique(array).tolist()) - set(allowed))
-    if unexpected:
-        raise ValueError(f"case {case_id}: {which} holds label values {unexpected}, expected only {sorted(allowed)} "
+    allowed = sorted(allowed)
+    unexpected_voxels = ~mask_of(array, allowed)
+    if unexpected_voxels.any():
+        unexpected = np.unique(array[unexpected_voxels]).tolist()
+        raise ValueError(f"case {case_id}: {which} holds label values {unexpected}, expected only {allowed} "
                          f"(pass the dataset.json that defines them with --dataset-json)")
 
 

@@ -25,14 +25,17 @@ TP = reference has tumor and the predicted tumor overlaps it; FN = reference has
 tumor and no predicted tumor voxel overlaps it; FP = reference has no tumor and
 the prediction has some; TN = neither has any.
 
-Distances use scipy's exact Euclidean distance transform on the bounding box of
-both masks (plus one voxel), which gives the same result as on the whole image.
+Distances are exact Euclidean nearest-neighbour distances between the surface
+voxels of the two masks (scipy.spatial.cKDTree). On whole CTs this is several
+times faster than a distance transform over the masks' bounding box, and gives
+the same numbers.
 """
 from dataclasses import asdict, dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 DETECTION_OUTCOMES = ("TP", "FP", "FN", "TN")
 FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
@@ -57,6 +60,14 @@ class StructureMetrics:
 METRIC_NAMES = tuple(StructureMetrics.__dataclass_fields__)
 
 
+def mask_of(labels: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """Boolean mask of the voxels whose label is one of ``values`` (faster than np.isin for a few values)."""
+    mask = np.zeros(labels.shape, dtype=bool)
+    for value in values:
+        mask |= labels == value
+    return mask
+
+
 def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
     """Dice of two boolean masks; 1.0 when both are empty."""
     total = int(reference.sum()) + int(prediction.sum())
@@ -70,10 +81,9 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, structure=FACE_CONNECTIVITY, border_value=0)
 
 
-def directed_surface_distances(from_surface: np.ndarray, to_surface: np.ndarray,
-                               sampling: Sequence[float]) -> np.ndarray:
-    """Distance from each voxel of ``from_surface`` to the nearest voxel of ``to_surface`` (non-empty)."""
-    return ndimage.distance_transform_edt(~to_surface, sampling=sampling)[from_surface]
+def directed_surface_distances(from_points: np.ndarray, to_points: np.ndarray) -> np.ndarray:
+    """Distance from each of ``from_points`` (N x 3) to the nearest of ``to_points`` (M x 3, M > 0)."""
+    return cKDTree(to_points).query(from_points)[0]
 
 
 def image_diagonal(shape: Sequence[int], spacing: Sequence[float]) -> float:
@@ -106,15 +116,17 @@ def surface_distances(reference: np.ndarray, prediction: np.ndarray, spacing: Se
         diagonal_mm = image_diagonal(shape, spacing)
         return image_diagonal(shape, [1.0] * len(shape)), diagonal_mm, diagonal_mm
     box = bounding_box(reference | prediction, margin=1)
-    reference_surface, prediction_surface = surface(reference[box]), surface(prediction[box])
-    n_surface_voxels = reference_surface.sum() + prediction_surface.sum()
+    reference_points = np.argwhere(surface(reference[box])).astype(float)
+    prediction_points = np.argwhere(surface(prediction[box])).astype(float)
+    n_surface_voxels = len(reference_points) + len(prediction_points)
 
     def both_directions(sampling: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
-        return (directed_surface_distances(reference_surface, prediction_surface, sampling),
-                directed_surface_distances(prediction_surface, reference_surface, sampling))
+        scaled_reference, scaled_prediction = reference_points * sampling, prediction_points * sampling
+        return (directed_surface_distances(scaled_reference, scaled_prediction),
+                directed_surface_distances(scaled_prediction, scaled_reference))
 
-    ref_to_pred_vox, pred_to_ref_vox = both_directions([1.0] * reference.ndim)
-    ref_to_pred_mm, pred_to_ref_mm = both_directions(spacing)
+    ref_to_pred_vox, pred_to_ref_vox = both_directions(np.ones(reference.ndim))
+    ref_to_pred_mm, pred_to_ref_mm = both_directions(np.asarray(spacing, dtype=float))
     mssd_voxels = (ref_to_pred_vox.sum() + pred_to_ref_vox.sum()) / n_surface_voxels
     mssd_mm = (ref_to_pred_mm.sum() + pred_to_ref_mm.sum()) / n_surface_voxels
     hd95_mm = max(np.percentile(ref_to_pred_mm, 95), np.percentile(pred_to_ref_mm, 95))
@@ -159,8 +171,8 @@ def case_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Sequenc
     # outside this box both are background, so metrics on the box equal those on the whole image
     box = bounding_box(foreground, margin=1) if foreground.any() else tuple(slice(None) for _ in reference.shape)
     reference_box, prediction_box = reference[box], prediction[box]
-    results = {name: structure_metrics(np.isin(reference_box, values), np.isin(prediction_box, values), spacing,
+    results = {name: structure_metrics(mask_of(reference_box, values), mask_of(prediction_box, values), spacing,
                                        image_shape=reference.shape)
                for name, values in structures.items()}
-    detection = tumor_detection(np.isin(reference_box, tumor_values), np.isin(prediction_box, tumor_values))
+    detection = tumor_detection(mask_of(reference_box, tumor_values), mask_of(prediction_box, tumor_values))
     return results, detection

@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from nnunet_ppm.evaluation.labels import LabelScheme
+from nnunet_ppm.evaluation.metrics import mask_of
 from nnunet_ppm.plotting import KITS_COLOURS, add_legend, draw_slice, panel_grid, save_figure, to_display_orientation
 
 DEFAULT_ZOOM_MARGIN_MM = 30.0
@@ -37,7 +38,7 @@ def representative_slices(labels: np.ndarray, tumor_values: Sequence[int], count
     if foreground_slices.size == 0:
         return [labels.shape[0] // 2]
     spread = foreground_slices[np.linspace(0, foreground_slices.size - 1, count + 2)[1:-1].round().astype(int)]
-    tumor_area = np.isin(labels, tumor_values).sum(axis=(1, 2))
+    tumor_area = mask_of(labels, tumor_values).sum(axis=(1, 2))
     if tumor_area.any():
         most_tumor = tumor_area.argmax()
         spread[np.abs(spread - most_tumor).argmin()] = most_tumor
