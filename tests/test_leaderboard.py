@@ -10,7 +10,7 @@ from scipy.stats import wilcoxon
 from label_volumes import kidney_with_tumor, synthetic_ct, write_volume
 from nnunet_ppm.cli import main
 from nnunet_ppm.evaluation.leaderboard import paired_wilcoxon
-from nnunet_ppm.evaluation.methods import display_names
+from nnunet_ppm.evaluation.methods import default_reference, display_names
 
 DATASET = "Dataset501_KidneyToy"
 DEFAULT = "nnUNetTrainer__nnUNetPlans__3d_fullres"
@@ -134,6 +134,14 @@ def test_test_set_leaderboard_without_default_nnunet_has_no_p_values(trained_dat
 def test_leaderboard_refuses_an_unknown_reference(trained_dataset):
     with pytest.raises(SystemExit, match="'nnUNetTrainer' is not one of the methods"):
         main(["leaderboard", "-d", DATASET, "--reference", "nnUNetTrainer", "-np", "1"])
+
+
+def test_default_reference_is_stock_nnunet():
+    assert default_reference([PPM, DEFAULT, "nnUNetTrainer_debug__nnUNetPlans__3d_fullres"]) == DEFAULT
+    debug = "nnUNetTrainer_debug__nnUNetPlans__3d_fullres"
+    assert default_reference([PPM, debug, "PPMTrainer__nnUNetPlans__3d_fullres"]) == debug
+    assert default_reference([PPM, debug, "nnUNetTrainer_5epochs__nnUNetPlans__3d_fullres"]) is None
+    assert default_reference([PPM, "nnUNetTrainer__nnUNetPPMPlans__3d_fullres", "mine"]) is None
 
 
 def test_display_names_keep_what_differs():

@@ -174,8 +174,8 @@ def markdown_report(board: Leaderboard, overlays: Mapping[str, Path], output_fol
     lines = [f"# {board.title}", "",
              f"**n = {len(board.case_ids)} cases common to all methods** (cases predicted: {predicted}).", ""]
     if board.reference is None:
-        lines += ["No reference method (default nnU-Net, `nnUNetTrainer__nnUNetPlans__3d_fullres`) among the "
-                  "methods: no p-values.", ""]
+        lines += ["No reference method (default nnU-Net, `nnUNetTrainer__nnUNetPlans__3d_fullres`, or pass "
+                  "`--reference`): no p-values.", ""]
     else:
         lines += [f"Reference: {board.row(board.reference).display}. p: two-sided paired Wilcoxon signed-rank "
                   "test against it over the common cases.", ""]

@@ -12,7 +12,8 @@ from nnunet_ppm.evaluation.cases import file_ending_of, find_dataset_json, named
 from nnunet_ppm.evaluation.labels import load_label_scheme
 from nnunet_ppm.evaluation.leaderboard import (MARKDOWN, build_leaderboard, evaluate_methods, table_i_markdown,
                                                verdicts, worst_and_best, write_report)
-from nnunet_ppm.evaluation.methods import DEFAULT_NNUNET, cross_validation_methods, dataset_locations, folder_methods
+from nnunet_ppm.evaluation.methods import (DEFAULT_NNUNET, cross_validation_methods, dataset_locations,
+                                           default_reference, folder_methods)
 from nnunet_ppm.evaluation.overlay import overlay_cases
 
 
@@ -28,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--folds", nargs="+", type=int, help="with -d: only these folds (default: all)")
     parser.add_argument("-o", type=Path, help="output folder (default with -d: nnUNet_results/DatasetX/leaderboard)")
     parser.add_argument("--reference", default=None,
-                        help=f"method every other is tested against (default: {DEFAULT_NNUNET} when present)")
+                        help=f"method every other is tested against (default: {DEFAULT_NNUNET}, else the one "
+                             f"nnUNetTrainer_* variant on nnUNetPlans 3d_fullres, when present)")
     parser.add_argument("-dj", "--dataset-json", type=Path, default=None, help="dataset.json that names the labels")
     parser.add_argument("-np", "--num-processes", type=int, default=min(4, os.cpu_count() or 1),
                         help="worker processes for the evaluation (default: %(default)s)")
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         methods = folder_methods(args.pred, file_ending)
         title = f"Leaderboard, test set {references}"
     names = [method.name for method in methods]
-    reference = args.reference or (DEFAULT_NNUNET if DEFAULT_NNUNET in names else None)
+    reference = args.reference or default_reference(names)
     if reference is not None and reference not in names:
         raise SystemExit(f"nnunet_ppm leaderboard: --reference {reference!r} is not one of the methods {names}")
     scheme = load_label_scheme(dataset_json)

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from nnunet_ppm.evaluation.cases import file_ending_of, find_dataset_json, list_cases
 
 DEFAULT_NNUNET = "nnUNetTrainer__nnUNetPlans__3d_fullres"
+STOCK_TRAINER = re.compile(r"nnUNetTrainer(_\w+)?$")  # nnUNetTrainer and its budget variants (_100epochs, _debug)
 FOLD_FOLDER = re.compile(r"fold_(\d+)$")
 
 
@@ -109,6 +110,17 @@ def folder_methods(named_folders: Sequence[Tuple[str, Path]], file_ending: str) 
     if empty:
         raise ValueError(f"no {file_ending} predictions in: {', '.join(empty)}")
     return methods
+
+
+def default_reference(names: Sequence[str]) -> Optional[str]:
+    """Default nnU-Net among ``names``: ``nnUNetTrainer__nnUNetPlans__3d_fullres``, else the one stock-trainer
+    variant on nnUNetPlans 3d_fullres (e.g. ``nnUNetTrainer_100epochs__nnUNetPlans__3d_fullres``); None when
+    there is none or more than one."""
+    if DEFAULT_NNUNET in names:
+        return DEFAULT_NNUNET
+    stock = [name for name in names if len(name.split("__")) == 3 and STOCK_TRAINER.match(name.split("__")[0])
+             and name.split("__")[1:] == ["nnUNetPlans", "3d_fullres"]]
+    return stock[0] if len(stock) == 1 else None
 
 
 def display_names(names: Sequence[str]) -> Dict[str, str]:
