@@ -1,0 +1,246 @@
+"""Turn a source folder (the paper's ROI layout or KiTS19/21/23) into an nnU-Net raw dataset.
+
+Python API::
+
+    from nnunet_ppm.dataset_conversion.convert import convert_dataset
+    folder = convert_dataset("synth_cts", 501, layout="roi", roi=True, test_cases=1)
+
+writes ``$nnUNet_raw/Dataset501_KidneyTumorROI`` (imagesTr, labelsTr, and
+imagesTs/labelsTs for held-out patients), dataset.json (channel "CT"; labels
+background/kidney/tumor, plus cyst with ``keep_cyst``) and, with ``roi=True``,
+roi_manifest.json: one ``{"roi_case", "source_case", "side", "box"}`` per ROI
+case, the box as described in :mod:`nnunet_ppm.dataset_conversion.roi`.
+
+Order of work: every case's headers are checked first (nothing is written when
+one fails, unless ``skip_invalid``); then each case is read, its voxels checked,
+and converted into a hidden staging folder that becomes the dataset folder only
+when all cases are done. Source files are only read.
+"""
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import numpy as np
+import SimpleITK as sitk
+from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+
+from nnunet_ppm.dataset_conversion.case_pool import run_per_case
+from nnunet_ppm.dataset_conversion.image_files import read_image, write_image
+from nnunet_ppm.dataset_conversion.labels import dataset_labels, to_dataset_labels
+from nnunet_ppm.dataset_conversion.layouts import Layout, SourceCase, find_cases, get_layout
+from nnunet_ppm.dataset_conversion.output_folder import check_target, staged_folder
+from nnunet_ppm.dataset_conversion.roi import (CT_PAD_VALUE, LABEL_PAD_VALUE, RoiWindow, crop_image, kidney_rois,
+                                               parse_in_plane_size, parse_length)
+from nnunet_ppm.dataset_conversion.validation import header_problems, voxel_problems
+
+PathLike = Union[str, Path]
+FILE_ENDING = ".nii.gz"
+MANIFEST_NAME = "roi_manifest.json"
+DEFAULT_NAMES = {"roi": "KidneyTumor", "kits19": "KiTS19", "kits21": "KiTS21", "kits23": "KiTS23"}
+
+
+class ConversionError(Exception):
+    """Conversion refused; `problems` maps case ids to what is wrong with them."""
+
+    def __init__(self, message: str, problems: Optional[Dict[str, List[str]]] = None):
+        self.problems = problems or {}
+        lines = [message] + [f"  {case}: {problem}" for case, items in sorted(self.problems.items()) for problem in items]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    """What a worker needs to convert one case."""
+
+    layout: Layout
+    keep_cyst: bool
+    window: Optional[RoiWindow]  # None: whole CTs
+    keep_healthy: bool
+    staging: Path
+
+
+@dataclass
+class CaseResult:
+    """Outcome of one case: problems (nothing written), or the nnU-Net cases written for it."""
+
+    case_id: str
+    problems: List[str] = field(default_factory=list)
+    outputs: List[dict] = field(default_factory=list)  # {"case": id} or manifest entries
+    notes: List[str] = field(default_factory=list)
+
+
+def _ct_for_dataset(image: sitk.Image) -> sitk.Image:
+    """The CT as int16 (integer HU that fit), int32, or float32 -- always signed, so -1024 padding fits."""
+    if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return sitk.Cast(image, sitk.sitkFloat32)
+    array = sitk.GetArrayViewFromImage(image)
+    fits_int16 = array.size == 0 or (array.min() >= -32768 and array.max() <= 32767)
+    return sitk.Cast(image, sitk.sitkInt16 if fits_int16 else sitk.sitkInt32)
+
+
+def _write_case(ct: sitk.Image, label: sitk.Image, case: str, staging: Path) -> None:
+    write_image(ct, staging / "imagesTr" / f"{case}_0000{FILE_ENDING}")
+    write_image(label, staging / "labelsTr" / f"{case}{FILE_ENDING}")
+
+
+def convert_case(job: Tuple[SourceCase, CaseSettings]) -> CaseResult:
+    """Read, check and write one source case (whole CT, or one ROI per selected kidney)."""
+    case, settings = job
+    result = CaseResult(case.case_id)
+    image, label = read_image(case.image), read_image(case.label)
+    result.problems = voxel_problems(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(label),
+                                     settings.layout.label_values)
+    if result.problems:
+        return result
+    ct = _ct_for_dataset(image)
+    dataset_label = sitk.GetImageFromArray(to_dataset_labels(sitk.GetArrayViewFromImage(label), settings.keep_cyst))
+    dataset_label.CopyInformation(ct)
+    if settings.window is None:
+        _write_case(ct, dataset_label, case.case_id, settings.staging)
+        result.outputs.append({"case": case.case_id})
+        return result
+    rois = kidney_rois(dataset_label, settings.window, settings.keep_healthy)
+    for roi in rois:
+        roi_case = f"{case.case_id}_{roi.side}"
+        _write_case(crop_image(ct, roi.box, CT_PAD_VALUE), crop_image(dataset_label, roi.box, LABEL_PAD_VALUE),
+                    roi_case, settings.staging)
+        result.outputs.append({"roi_case": roi_case, "source_case": case.case_id, "side": roi.side,
+                               "box": [list(axis) for axis in roi.box]})
+        if roi.enlarged:
+            result.notes.append(f"{roi.side} kidney is larger than the ROI window; its box grew to {roi.box}")
+    if not rois:
+        result.notes.append("no kidney with tumor, no ROI written (keep it with --keep-healthy)")
+    return result
+
+
+def choose_test_cases(case_ids: Sequence[str], count: int, seed: int) -> Set[str]:
+    """`count` of `case_ids` picked at random (seeded; independent of the input order)."""
+    ordered = sorted(case_ids)
+    picks = np.random.default_rng(seed).permutation(len(ordered))[:count]
+    return {ordered[i] for i in picks}
+
+
+def _test_count(num_cases: int, test_cases: int, test_fraction: Optional[float]) -> int:
+    if test_fraction is not None:
+        if test_cases:
+            raise ValueError("give either test_cases or test_fraction, not both")
+        if not 0 <= test_fraction < 1:
+            raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+        test_cases = int(round(test_fraction * num_cases))
+    if test_cases < 0 or test_cases >= num_cases:
+        raise ValueError(f"cannot hold out {test_cases} of {num_cases} valid patients for testing: "
+                         f"at least one must stay for training")
+    return test_cases
+
+
+def dataset_folder(raw_dir: Optional[PathLike], dataset_id: int, name: str) -> Path:
+    """nnUNet_raw/DatasetXXX_NAME, refusing an ID that another dataset already uses."""
+    raw = raw_dir or os.environ.get("nnUNet_raw")
+    if not raw:
+        raise ValueError("nnUNet_raw is not set: export nnUNet_raw=/path/to/nnUNet_raw or pass --raw-dir")
+    if not 0 < int(dataset_id) <= 9999:
+        raise ValueError(f"dataset ID must be between 1 and 9999, got {dataset_id}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ValueError(f"dataset name {name!r} may hold only letters, digits, '_', '.', '-'")
+    folder = Path(raw).resolve() / f"Dataset{int(dataset_id):03d}_{name}"
+    if folder.parent.is_dir():
+        others = [p.name for p in folder.parent.iterdir()
+                  if p.is_dir() and p.name.startswith(f"Dataset{int(dataset_id):03d}_") and p.name != folder.name]
+        if others:
+            raise ValueError(f"dataset ID {dataset_id} is already used by {', '.join(others)} in {folder.parent}; "
+                             f"choose another ID or remove that folder")
+    return folder
+
+
+def _move_to_test(staging: Path, cases: Sequence[str]) -> None:
+    (staging / "imagesTs").mkdir()
+    (staging / "labelsTs").mkdir()
+    for case in cases:
+        image_name, label_name = f"{case}_0000{FILE_ENDING}", f"{case}{FILE_ENDING}"
+        (staging / "imagesTr" / image_name).rename(staging / "imagesTs" / image_name)
+        (staging / "labelsTr" / label_name).rename(staging / "labelsTs" / label_name)
+
+
+def _case_names(result: CaseResult) -> List[str]:
+    return [output.get("roi_case", output.get("case")) for output in result.outputs]
+
+
+def convert_dataset(src: PathLike, dataset_id: int, layout: str = "roi", *, name: Optional[str] = None,
+                    raw_dir: Optional[PathLike] = None, roi: bool = False, roi_size: str = "150",
+                    roi_margin: str = "10mm", keep_healthy: bool = False, keep_cyst: bool = False,
+                    test_cases: int = 0, test_fraction: Optional[float] = None, split_seed: int = 0,
+                    skip_invalid: bool = False, overwrite: bool = False, num_processes: int = 1,
+                    progress: bool = True) -> Path:
+    """Convert `src` (in `layout`: roi, kits19, kits21, kits23) into nnUNet_raw/DatasetID_NAME; returns that folder.
+
+    roi: crop one ROI per kidney (`roi_size` in-plane, e.g. "150" voxels or "110mm"; `roi_margin` slices
+    or mm above and below); only kidneys with tumor unless `keep_healthy`. keep_cyst: cysts stay a
+    fourth label (kits21/kits23) instead of becoming kidney. test_cases / test_fraction: patients
+    held out (seeded by `split_seed`) into imagesTs/labelsTs. skip_invalid: convert the valid cases
+    and list the rest instead of failing. Raises ConversionError when cases are invalid.
+    """
+    source_layout = get_layout(layout)
+    if keep_cyst and not source_layout.has_cyst:
+        raise ValueError(f"keep_cyst needs a layout with cysts (kits21, kits23); {layout} has none")
+    window = RoiWindow(parse_in_plane_size(roi_size), parse_length(roi_margin)) if roi else None
+    src = Path(src).resolve()
+    default_name = DEFAULT_NAMES[layout] + ("ROI" if roi else "")
+    folder = dataset_folder(raw_dir, dataset_id, name or default_name)
+    check_target(folder, overwrite, [src])
+
+    found = find_cases(source_layout, src)
+    problems = dict(found.problems)
+    checked = run_per_case(header_problems, found.cases, num_processes, "checking headers", progress)
+    problems.update({case.case_id: items for case, items in zip(found.cases, checked) if items})
+    if problems and not skip_invalid:
+        raise ConversionError(f"{len(problems)} case(s) of {src} are invalid; nothing was written "
+                              f"(fix them, or pass --skip-invalid to convert the others):", problems)
+    valid = [case for case in found.cases if case.case_id not in problems]
+    if not valid:
+        raise ConversionError(f"no valid case in {src}", problems)
+    _test_count(len(valid), test_cases, test_fraction)
+
+    with staged_folder(folder, overwrite, [src]) as staging:
+        for sub in ("imagesTr", "labelsTr"):
+            (staging / sub).mkdir()
+        settings = CaseSettings(source_layout, keep_cyst, window, keep_healthy, staging)
+        results = run_per_case(convert_case, [(case, settings) for case in valid], num_processes, "converting", progress)
+        problems.update({result.case_id: result.problems for result in results if result.problems})
+        if problems and not skip_invalid:
+            raise ConversionError(f"{len(problems)} case(s) of {src} are invalid; no dataset was written "
+                                  f"(fix them, or pass --skip-invalid to convert the others):", problems)
+        converted = [result for result in results if result.outputs]
+        if not converted:
+            raise ConversionError(f"no case of {src} gave any output", problems)
+        held_out = choose_test_cases([r.case_id for r in converted],
+                                     _test_count(len(converted), test_cases, test_fraction), split_seed)
+        if held_out:
+            _move_to_test(staging, [n for r in converted if r.case_id in held_out for n in _case_names(r)])
+        num_training = sum(len(r.outputs) for r in converted if r.case_id not in held_out)
+        generate_dataset_json(
+            str(staging), {0: "CT"}, dataset_labels(keep_cyst), num_training, FILE_ENDING,
+            dataset_name=folder.name, converted_by="nnunet_ppm convert", license=f"that of the source data ({src})",
+            description=f"kidney and renal tumor, {layout} layout" + (" as per-kidney ROIs" if roi else ""),
+            nnunet_ppm={"layout": layout, "source": str(src), "roi": window.describe() if window else None,
+                        "keep_healthy": keep_healthy, "keep_cyst": keep_cyst, "split_seed": split_seed,
+                        "test_patients": sorted(held_out), "skipped": found.skipped,
+                        "invalid": {case: items for case, items in sorted(problems.items())}})
+        if window is not None:
+            manifest = sorted((o for r in converted for o in r.outputs), key=lambda o: o["roi_case"])
+            (staging / MANIFEST_NAME).write_text("[\n" + ",\n".join(json.dumps(entry) for entry in manifest) + "\n]\n")
+    _print_summary(folder, found.skipped, problems, results, num_training, held_out)
+    return folder
+
+
+def _print_summary(folder: Path, skipped: Dict[str, str], problems: Dict[str, List[str]],
+                   results: List[CaseResult], num_training: int, held_out: Set[str]) -> None:
+    lines = [f"wrote {folder}: {num_training} training cases, "
+             f"{sum(len(r.outputs) for r in results if r.case_id in held_out)} test cases "
+             f"from {len(held_out)} held-out patients"]
+    lines += [f"  skipped {case}: {why}" for case, why in sorted(skipped.items())]
+    lines += [f"  invalid, not converted: {case}: {'; '.join(items)}" for case, items in sorted(problems.items())]
+    lines += [f"  note {r.case_id}: {note}" for r in results for note in r.notes]
+    print("\n".join(lines))
