@@ -160,11 +160,10 @@ def ranked_cases(board: Leaderboard) -> List[Tuple[str, float]]:
 
 
 def worst_and_best(board: Leaderboard, count: int) -> Tuple[List[Tuple[str, float]], List[Tuple[str, float]]]:
-    """The ``count`` worst and ``count`` best cases (no case in both)."""
+    """The ``count`` worst and ``count`` best cases, (case, score) each; no case is in both, so with fewer
+    than ``2 * count`` cases there are fewer best ones."""
     ranked = ranked_cases(board)
-    worst = ranked[:count]
-    best = [case for case in reversed(ranked[count:])][:count]
-    return worst, best
+    return ranked[:count], ranked[count:][::-1][:count]
 
 
 def markdown_report(board: Leaderboard, overlays: Mapping[str, Path], output_folder: Path,
@@ -194,6 +193,8 @@ def markdown_report(board: Leaderboard, overlays: Mapping[str, Path], output_fol
         worst, best = worst_and_best(board, overlay_count)
         lines += ["## Worst and best cases", "", "Ranked by the mean kidney and tumor Dice over all methods.", ""]
         for label, cases in (("worst", worst), ("best", best)):
+            if not cases:
+                continue
             links = [f"[{case}]({overlays[case].relative_to(output_folder).as_posix()}) ({score:.3f})"
                      if case in overlays else f"{case} ({score:.3f})" for case, score in cases]
             lines.append(f"- {label}: {', '.join(links)}")
