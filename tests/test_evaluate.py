@@ -140,3 +140,11 @@ def test_kits23_regions_on_real_labels(kits23_labels_dir, tmp_path):
     voxel_ml = np.prod(image.GetSpacing()) / 1000
     assert result.structures["tumor"].volume_difference_ml == pytest.approx(cyst * voxel_ml)
     assert result.tumor_detection == "TP"
+
+
+def test_evaluate_never_writes_into_the_prediction_folder(tmp_path):
+    write_pair(tmp_path, "case_a", kidney_with_tumor(), kidney_with_tumor())
+    (tmp_path / "pred" / "summary.json").write_text("nnU-Net's")
+    with pytest.raises(SystemExit, match="not -ref or -pred"):
+        main(["evaluate", "-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"), "-o", str(tmp_path / "pred")])
+    assert (tmp_path / "pred" / "summary.json").read_text() == "nnU-Net's"

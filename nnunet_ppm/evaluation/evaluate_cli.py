@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.o.resolve() in (args.pred.resolve(), args.ref.resolve()):
+        raise SystemExit("nnunet_ppm evaluate: -o must be a folder of its own, not -ref or -pred "
+                         "(nnU-Net keeps its own summary.json in prediction folders)")
     dataset_json = args.dataset_json or find_dataset_json(args.pred / "dataset.json", args.ref.parent / "dataset.json",
                                                           args.ref / "dataset.json")
     scheme = load_label_scheme(dataset_json)
