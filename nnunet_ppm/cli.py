@@ -18,6 +18,9 @@ SUBCOMMANDS = {
     "convert": ("nnunet_ppm.dataset_conversion.convert_cli",
                 "make an nnU-Net raw dataset from the paper's ROI layout or KiTS19/21/23 (optionally per-kidney ROIs)"),
     "synth": ("nnunet_ppm.dataset_conversion.synth_cli", "write synthetic arterial-phase CTs with kidney/tumor labels"),
+    "evaluate": ("nnunet_ppm.evaluation.evaluate_cli", "Dice, surface distances, volumes, tumor detection per case"),
+    "leaderboard": ("nnunet_ppm.evaluation.leaderboard_cli", "compare methods against default nnU-Net (Table I style)"),
+    "overlay": ("nnunet_ppm.evaluation.overlay_cli", "PNGs of CT slices with reference and predicted outlines"),
 }
 
 
