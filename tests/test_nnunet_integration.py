@@ -3,12 +3,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
+
+from nnunet_ppm.dataset_conversion.convert import convert_dataset
+from nnunet_ppm.dataset_conversion.synthesize import synthesize
 
 BIN = Path(sys.executable).parent  # the venv's console scripts, whatever PATH says
 
 
 def run(command):
+    """Run a console script (or python) of this venv; fail the test with its output on a nonzero exit."""
     command = [str(BIN / command[0])] + [str(c) for c in command[1:]]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(map(str, command))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -27,3 +33,53 @@ def test_plan_and_preprocess_verifies_tiny_datasets_with_and_without_roi(nnunet_
     for name in ("Dataset601_KidneyTumor", "Dataset602_KidneyTumorROI"):
         assert (nnunet_dirs["nnUNet_preprocessed"] / name / "nnUNetPlans.json").is_file()
         assert len(list((nnunet_dirs["nnUNet_preprocessed"] / name / "nnUNetPlans_3d_fullres").glob("*.pkl"))) >= 2
+
+
+def verify(*folders):
+    """Run nnU-Net's dataset check (what `nnUNetv2_plan_and_preprocess --verify_dataset_integrity` runs first)
+    on each folder, in one fresh interpreter: its worker pool starts faster there than under pytest."""
+    script = ("import sys\n"
+              "from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity\n"
+              "for folder in sys.argv[1:]:\n"
+              "    verify_dataset_integrity(folder, 1)\n"
+              "    print('VERIFIED', folder)\n")
+    output = run([Path(sys.executable).name, "-c", script, *folders])
+    assert output.count("VERIFIED") == len(folders)
+
+
+@pytest.mark.integration
+def test_every_converter_passes_nnunet_verification_with_and_without_roi(tmp_path):
+    folders = []
+    for layout in ("roi", "kits19", "kits21", "kits23"):
+        source = synthesize(tmp_path / layout, num_cases=2, seed=2, layout=layout, progress=False)
+        folders += [convert_dataset(source, dataset_id, layout, roi=roi, roi_size="100mm", keep_healthy=roi,
+                                    keep_cyst=roi and layout in ("kits21", "kits23"), raw_dir=tmp_path / f"raw_{layout}",
+                                    progress=False)
+                    for dataset_id, roi in ((701, False), (702, True))]
+    verify(*folders)
+
+
+def smallest(folder, count, having=None):
+    files = sorted(folder.glob("case_*.nii.gz"), key=lambda p: p.stat().st_size)
+    if having is not None:
+        files = [f for f in files if np.any(sitk.GetArrayViewFromImage(sitk.ReadImage(str(f))) == having)]
+    return files[:count]
+
+
+@pytest.mark.integration
+def test_cts_painted_on_real_kits19_labels_pass_nnunet_verification(tmp_path, kits19_labels_dir):
+    labels = smallest(kits19_labels_dir, 2)
+    folders = []
+    for layout, count in (("kits19", 2), ("roi", 1)):
+        source = synthesize(tmp_path / layout, labels_from=labels[:count], layout=layout, progress=False)
+        folders += [convert_dataset(source, dataset_id, layout, roi=roi, raw_dir=tmp_path / f"raw_{layout}", progress=False)
+                    for dataset_id, roi in ((711, False), (712, True))]
+    verify(*folders)
+
+
+@pytest.mark.integration
+def test_cts_painted_on_real_kits23_labels_pass_nnunet_verification(tmp_path, kits23_labels_dir):
+    source = synthesize(tmp_path / "kits23", labels_from=smallest(kits23_labels_dir, 1, having=3), layout="kits23",
+                        progress=False)
+    verify(*[convert_dataset(source, dataset_id, "kits23", roi=roi, keep_cyst=True, raw_dir=tmp_path, progress=False)
+             for dataset_id, roi in ((721, False), (722, True))])
