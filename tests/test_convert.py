@@ -161,7 +161,7 @@ def test_kits19_reports_and_skips_cases_without_imaging_or_labels(kits19_source,
     folder = convert_dataset(source, 524, "kits19", raw_dir=tmp_path / "raw", progress=False)
     assert sorted(p.name for p in (folder / "labelsTr").iterdir()) == ["case_00000.nii.gz", "case_00001.nii.gz"]
     skipped = json.loads((folder / "dataset.json").read_text())["nnunet_ppm"]["skipped"]
-    assert skipped == {"case_00007": "no imaging (labels only)", "case_00210": "no segmentation (unlabelled case)"}
+    assert skipped == {"case_00007": "no imaging", "case_00210": "no segmentation"}
 
 
 @pytest.fixture(scope="module")

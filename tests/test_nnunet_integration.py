@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent  # the venv's console scripts, whatever PATH s
 def run(command):
     """Run a console script (or python) of this venv; fail the test with its output on a nonzero exit."""
     command = [str(BIN / command[0])] + [str(c) for c in command[1:]]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert result.returncode == 0, f"{' '.join(map(str, command))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
 
@@ -68,13 +68,9 @@ def smallest(folder, count, having=None):
 
 @pytest.mark.integration
 def test_cts_painted_on_real_kits19_labels_pass_nnunet_verification(tmp_path, kits19_labels_dir):
-    labels = smallest(kits19_labels_dir, 2)
-    folders = []
-    for layout, count in (("kits19", 2), ("roi", 1)):
-        source = synthesize(tmp_path / layout, labels_from=labels[:count], layout=layout, progress=False)
-        folders += [convert_dataset(source, dataset_id, layout, roi=roi, raw_dir=tmp_path / f"raw_{layout}", progress=False)
-                    for dataset_id, roi in ((711, False), (712, True))]
-    verify(*folders)
+    source = synthesize(tmp_path / "kits19", labels_from=smallest(kits19_labels_dir, 2), layout="kits19", progress=False)
+    verify(*[convert_dataset(source, dataset_id, "kits19", roi=roi, raw_dir=tmp_path, progress=False)
+             for dataset_id, roi in ((711, False), (712, True))])
 
 
 @pytest.mark.integration

@@ -39,6 +39,14 @@ def test_kidney_map_groups_fragments_with_the_nearest_kidney():
     assert np.array_equal(kidneys > 0, label > 0)
 
 
+def test_a_kidney_mostly_replaced_by_tumor_is_still_a_kidney():
+    label = two_kidney_label()
+    label[blob(label.shape, (14, 32, 62), (9, 11, 7))] = 2
+    label[14, 32, 68] = 1  # a few kidney voxels left at the rim
+    assert kidney_map(label, (3.0, 0.8, 0.8))[1] == 2
+    assert [k.has_tumor for k in find_kidneys(as_image(label))] == [True, True]
+
+
 def test_sides_come_from_physical_coordinates_not_image_halves():
     label = two_kidney_label()
     axial = {k.side: k for k in find_kidneys(as_image(label))}
