@@ -34,3 +34,19 @@ def kits23_labels_dir():
     if not folder.is_dir():
         pytest.skip(f"real KiTS23 labels not found at {folder} (set NNUNET_PPM_SHARED_DATA to the shared data folder)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """The shared tiny synthetic dataset (nnunet_runs.make_tiny_dataset); train models with `.train(...)`."""
+    from nnunet_runs import make_tiny_dataset
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny_nnunet"))
+
+
+@pytest.fixture
+def tiny_env(tiny_dataset, monkeypatch):
+    """Export the tiny dataset's nnU-Net environment for in-process nnU-Net calls of one test."""
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_def_n_proc", "nnUNet_compile"):
+        monkeypatch.setenv(name, tiny_dataset.env[name])
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    return tiny_dataset

@@ -1,81 +1,130 @@
-"""nnU-Net accepts what `nnunet_ppm synth` + `nnunet_ppm convert` produce (real commands, tiny cases, CPU)."""
-import subprocess
-import sys
-from pathlib import Path
+"""Real nnU-Net commands on the tiny synthetic dataset, on the CPU: plan, train, predict, and the 2x2 ablation."""
+import shutil
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
+from nnunetv2.run.run_training import get_trainer_from_args
 
-from nnunet_ppm.dataset_conversion.convert import convert_dataset
-from nnunet_ppm.dataset_conversion.synthesize import synthesize
+from nnunet_ppm.network import FCNPPM
+from nnunet_runs import case_ids, run_command
 
-BIN = Path(sys.executable).parent  # the venv's console scripts, whatever PATH says
-
-
-def run(command):
-    """Run a console script (or python) of this venv; fail the test with its output on a nonzero exit."""
-    command = [str(BIN / command[0])] + [str(c) for c in command[1:]]
-    result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace")
-    assert result.returncode == 0, f"{' '.join(map(str, command))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout
+pytestmark = pytest.mark.integration
 
 
-@pytest.mark.integration
-def test_plan_and_preprocess_verifies_tiny_datasets_with_and_without_roi(nnunet_dirs, tmp_path):
-    source = tmp_path / "synthetic"
-    run(["nnunet_ppm", "synth", str(source), "--cases", "2", "--seed", "0"])
-    run(["nnunet_ppm", "convert", "roi", str(source), "-d", "601"])
-    run(["nnunet_ppm", "convert", "roi", str(source), "-d", "602", "--roi", "--roi-size", "100mm", "--keep-healthy"])
-    output = run(["nnUNetv2_plan_and_preprocess", "-d", "601", "602", "--verify_dataset_integrity",
-                  "-c", "3d_fullres", "-npfp", "1", "-np", "1"])
-    assert output.count("verify_dataset_integrity Done") == 2
-    for name in ("Dataset601_KidneyTumor", "Dataset602_KidneyTumorROI"):
-        assert (nnunet_dirs["nnUNet_preprocessed"] / name / "nnUNetPlans.json").is_file()
-        assert len(list((nnunet_dirs["nnUNet_preprocessed"] / name / "nnUNetPlans_3d_fullres").glob("*.pkl"))) >= 2
+def _predict(tiny_dataset, out, *extra):
+    run_command(["nnUNetv2_predict", "-i", tiny_dataset.raw / "imagesTs", "-o", out, "-d", tiny_dataset.dataset_id,
+                 "-c", "3d_fullres", "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1", *extra], tiny_dataset.env)
 
 
-def verify(*folders):
-    """Run nnU-Net's dataset check (what `nnUNetv2_plan_and_preprocess --verify_dataset_integrity` runs first)
-    on each folder, in one fresh interpreter: its worker pool starts faster there than under pytest."""
-    script = ("import sys\n"
-              "from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity\n"
-              "for folder in sys.argv[1:]:\n"
-              "    verify_dataset_integrity(folder, 1)\n"
-              "    print('VERIFIED', folder)\n")
-    output = run([Path(sys.executable).name, "-c", script, *folders])
-    assert output.count("VERIFIED") == len(folders)
+def test_ppm_trainer_trains_and_nnunet_predicts_with_it(tiny_dataset, tmp_path):
+    model = tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
+    assert (model / "fold_0" / "checkpoint_final.pth").is_file()
+    assert (model / "fold_0" / "validation" / "summary.json").is_file()
+
+    _predict(tiny_dataset, tmp_path / "pred", "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans")
+    cases = case_ids(tiny_dataset.raw / "labelsTs")
+    assert cases and case_ids(tmp_path / "pred") == cases
+    for case in cases:
+        image = sitk.ReadImage(str(tiny_dataset.raw / "imagesTs" / f"{case}_0000.nii.gz"))
+        prediction = sitk.ReadImage(str(tmp_path / "pred" / f"{case}.nii.gz"))
+        assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= {0, 1, 2}
+        assert prediction.GetSize() == image.GetSize()
+        np.testing.assert_allclose(prediction.GetSpacing(), image.GetSpacing(), rtol=1e-6)
+        np.testing.assert_allclose(prediction.GetOrigin(), image.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(prediction.GetDirection(), image.GetDirection(), atol=1e-6)
+
+    run_command(["nnUNetv2_predict_from_modelfolder", "-i", tiny_dataset.raw / "imagesTs", "-o", tmp_path / "pred_mf",
+                 "-m", model, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], tiny_dataset.env)
+    for case in cases:
+        same = [sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / folder / f"{case}.nii.gz")))
+                for folder in ("pred", "pred_mf")]
+        np.testing.assert_array_equal(*same)
 
 
-@pytest.mark.integration
-def test_every_converter_passes_nnunet_verification_with_and_without_roi(tmp_path):
-    folders = []
-    for layout in ("roi", "kits19", "kits21", "kits23"):
-        source = synthesize(tmp_path / layout, num_cases=2, seed=2, layout=layout, progress=False)
-        folders += [convert_dataset(source, dataset_id, layout, roi=roi, roi_size="100mm", keep_healthy=roi,
-                                    keep_cyst=roi and layout in ("kits21", "kits23"), raw_dir=tmp_path / f"raw_{layout}",
-                                    progress=False)
-                    for dataset_id, roi in ((701, False), (702, True))]
-    verify(*folders)
+def _trainer(trainer_name: str, plans: str):
+    trainer = get_trainer_from_args("900", "3d_fullres", 0, trainer_name, plans, device=torch.device("cpu"))
+    trainer.initialize()
+    return trainer
 
 
-def smallest(folder, count, having=None):
-    files = sorted(folder.glob("case_*.nii.gz"), key=lambda p: p.stat().st_size)
-    if having is not None:
-        files = [f for f in files if np.any(sitk.GetArrayViewFromImage(sitk.ReadImage(str(f))) == having)]
-    return files[:count]
+@pytest.mark.parametrize("trainer_name, plans", [("nnUNetTrainer", "nnUNetPPMPlans"), ("PPMTrainer", "nnUNetPlans"),
+                                                 ("PPMTrainer", "nnUNetPPMPlans")])
+def test_one_training_step_of_each_ablation_cell(tiny_env, trainer_name, plans):
+    trainer = _trainer(trainer_name, plans)
+    trainer.on_train_start()
+    try:
+        loss = trainer.train_step(next(trainer.dataloader_train))["loss"]
+    finally:
+        trainer.on_train_end()
+        shutil.rmtree(trainer.output_folder_base)
+    assert np.isfinite(loss)
+    assert isinstance(trainer.network, FCNPPM) == (plans == "nnUNetPPMPlans")
 
 
-@pytest.mark.integration
-def test_cts_painted_on_real_kits19_labels_pass_nnunet_verification(tmp_path, kits19_labels_dir):
-    source = synthesize(tmp_path / "kits19", labels_from=smallest(kits19_labels_dir, 2), layout="kits19", progress=False)
-    verify(*[convert_dataset(source, dataset_id, "kits19", roi=roi, raw_dir=tmp_path, progress=False)
-             for dataset_id, roi in ((711, False), (712, True))])
+def test_ppm_trainer_uses_the_papers_recipe(tiny_env):
+    trainer = _trainer("PPMTrainer", "nnUNetPPMPlans")
+    try:
+        group = trainer.optimizer.param_groups[0]
+        assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (1e-3, 0.9, 1e-5, False)
+        assert trainer.num_epochs == 448 and trainer.lr_scheduler.milestones == [168, 280, 392]
+        assert trainer.loss.weight.tolist() == pytest.approx([0.2, 1.0, 2.0])
+        assert not trainer.enable_deep_supervision and not trainer.network.decoder.deep_supervision
+        _, _, initial_patch, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        assert initial_patch == trainer.configuration_manager.patch_size and mirror_axes == (0, 1, 2)
+        transforms = trainer.get_training_transforms(initial_patch, None, None, mirror_axes, False)
+        assert [type(t).__name__ for t in transforms.transforms] == ["MirrorTransform", "RemoveLabelTansform"]
+    finally:
+        shutil.rmtree(trainer.output_folder_base)
 
 
-@pytest.mark.integration
-def test_cts_painted_on_real_kits23_labels_pass_nnunet_verification(tmp_path, kits23_labels_dir):
-    source = synthesize(tmp_path / "kits23", labels_from=smallest(kits23_labels_dir, 1, having=3), layout="kits23",
-                        progress=False)
-    verify(*[convert_dataset(source, dataset_id, "kits23", roi=roi, keep_cyst=True, raw_dir=tmp_path, progress=False)
-             for dataset_id, roi in ((721, False), (722, True))])
+def test_resumed_training_gets_the_rate_of_its_epoch(tiny_env, tmp_path):
+    trainer = _trainer("PPMTrainer", "nnUNetPPMPlans")
+    trainer.current_epoch = 279  # the checkpoint stores the next epoch: 280, after the second decay
+    trainer.save_checkpoint(str(tmp_path / "checkpoint.pth"))
+    shutil.rmtree(trainer.output_folder_base)
+
+    resumed = _trainer("PPMTrainer", "nnUNetPPMPlans")
+    try:
+        resumed.load_checkpoint(str(tmp_path / "checkpoint.pth"))
+        resumed.on_train_epoch_start()
+        assert resumed.current_epoch == 280
+        assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+    finally:
+        shutil.rmtree(resumed.output_folder_base)
+
+
+def test_preprocessed_case_is_the_papers_formula(tiny_env):
+    """nnU-Net's stored preprocessed data == (clip(x, -200, 500) + 200) / 700 - m, m = training mean of that scale.
+
+    nnU-Net crops, normalises, then resamples; resampling is linear and keeps constants, so the
+    expected array is (R + 200) / 700 - m, where R is the same case preprocessed with only the clip
+    (mean 0, std 1) and m is recomputed here from the raw training images.
+    """
+    import copy
+    import json
+
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    ds = tiny_env
+    plans = json.loads((ds.preprocessed / "nnUNetPPMPlans.json").read_text())
+    dataset_json = json.loads((ds.raw / "dataset.json").read_text())
+    images = sorted((ds.raw / "imagesTr").glob("*_0000.nii.gz"))
+    voxels = np.concatenate([sitk.GetArrayFromImage(sitk.ReadImage(str(f))).ravel() for f in images])
+    m = ((np.clip(voxels.astype(np.float64), -200, 500) + 200) / 700).mean()
+
+    clip_only = copy.deepcopy(plans)
+    clip_only["foreground_intensity_properties_per_channel"]["0"].update(mean=0.0, std=1.0)
+    manager = PlansManager(clip_only)
+    case = images[0].name[: -len("_0000.nii.gz")]
+    clipped, _, _ = DefaultPreprocessor(verbose=False).run_case(
+        [str(images[0])], str(ds.raw / "labelsTr" / f"{case}.nii.gz"), manager,
+        manager.get_configuration("3d_fullres"), dataset_json)
+
+    folder = ds.preprocessed / "nnUNetPPMPlans_3d_fullres"
+    stored = infer_dataset_class(str(folder))(str(folder), [case]).load_case(case)[0][:]
+    assert stored.shape == clipped.shape
+    np.testing.assert_allclose(stored, (clipped + 200) / 700 - m, atol=2e-5)

@@ -1,4 +1,4 @@
-"""Benchmark (not a test): synthesis and conversion time per case. Run: python tests/bench_dataset_conversion.py [--full N].
+"""Benchmark: synthesis and conversion time per case. Run: python benchmarks/dataset_conversion.py [--cases N] [--full N].
 
 Prints seconds per case for: synthesize_case in memory and `synthesize` to disk (tiny, small, full presets),
 painting onto the smallest real KiTS19 label maps (when ../shared/data is there), and `convert_dataset`

@@ -1,0 +1,9 @@
+"""nnU-Net imports this module by its bare name from the nnUNet_extTrainer folder and looks trainers up in it.
+
+It only re-exports the trainers of nnunet_ppm.training, so they keep their real
+module (pickling, isinstance checks) however nnU-Net imports this file.
+"""
+from nnunet_ppm.training.ppm_trainer import PPMTrainer  # noqa: F401
+from nnunet_ppm.training.variants import (PPMTrainer_5epochs, PPMTrainer_10epochs, PPMTrainer_50epochs,  # noqa: F401
+                                          PPMTrainer_100epochs, PPMTrainer_250epochs, PPMTrainer_debug,
+                                          nnUNetTrainer_debug)

@@ -1,0 +1,64 @@
+"""Trainer variants named the nnU-Net way: a shorter PPMTrainer run, or a tiny budget for tests on the CPU.
+
+PPMTrainer_Xepochs keeps the paper's learning-rate milestones at 3/8, 5/8 and
+7/8 of the run. The `_debug` trainers run 2 epochs of 3 iterations (1
+validation iteration): enough to prove the plumbing on a CPU, nothing more.
+nnUNetTrainer_debug is stock nnU-Net with that same budget, the baseline that
+PPMTrainer_debug is compared with in tests and the CPU demo.
+"""
+from typing import Optional
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_ppm.training.ppm_trainer import PPMTrainer
+
+
+class TrainingBudget:
+    """Mixin for an nnU-Net trainer: replaces its number of epochs and (validation) iterations per epoch."""
+
+    budget_epochs: Optional[int] = None
+    budget_iterations_per_epoch: Optional[int] = None
+    budget_val_iterations_per_epoch: Optional[int] = None
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.budget_epochs is not None:
+            self.num_epochs = self.budget_epochs
+        if self.budget_iterations_per_epoch is not None:
+            self.num_iterations_per_epoch = self.budget_iterations_per_epoch
+        if self.budget_val_iterations_per_epoch is not None:
+            self.num_val_iterations_per_epoch = self.budget_val_iterations_per_epoch
+
+
+class DebugBudget(TrainingBudget):
+    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 2, 3, 1
+
+
+class PPMTrainer_5epochs(TrainingBudget, PPMTrainer):
+    budget_epochs = 5
+
+
+class PPMTrainer_10epochs(TrainingBudget, PPMTrainer):
+    budget_epochs = 10
+
+
+class PPMTrainer_50epochs(TrainingBudget, PPMTrainer):
+    budget_epochs = 50
+
+
+class PPMTrainer_100epochs(TrainingBudget, PPMTrainer):
+    budget_epochs = 100
+
+
+class PPMTrainer_250epochs(TrainingBudget, PPMTrainer):
+    budget_epochs = 250
+
+
+class PPMTrainer_debug(DebugBudget, PPMTrainer):
+    pass
+
+
+class nnUNetTrainer_debug(DebugBudget, nnUNetTrainer):
+    pass

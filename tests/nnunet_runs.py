@@ -1,0 +1,82 @@
+"""Run real nnU-Net / nnunet_ppm commands from tests, and build the tiny synthetic dataset they share."""
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+BIN = Path(sys.executable).parent
+TINY_DATASET_ID = 900
+TINY_PPM_PATCH = ("16", "32", "32")
+
+
+def command_env(root: Path, **extra: str) -> Dict[str, str]:
+    """os.environ with nnU-Net's folders under `root` and few worker processes (a 2-core CI machine)."""
+    env = dict(os.environ)
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        env[name] = str(root / name)
+    env.update(nnUNet_def_n_proc="1", nnUNet_compile="false", PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    env.update(extra)
+    return env
+
+
+def run_command(args: Sequence[str], env: Dict[str, str], cwd: Path = None) -> subprocess.CompletedProcess:
+    """Run a console script of this environment; fail the test with the end of its output if it fails."""
+    result = subprocess.run([str(BIN / args[0]), *map(str, args[1:])], env=env, cwd=cwd, capture_output=True,
+                            text=True, encoding="utf-8", errors="replace")
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited with {result.returncode}\n"
+                             f"--- stdout (end) ---\n{result.stdout[-4000:]}\n--- stderr (end) ---\n{result.stderr[-4000:]}")
+    return result
+
+
+@dataclass
+class TinyDataset:
+    """A synthetic ROI-layout dataset converted to nnU-Net raw, planned by nnU-Net and by `nnunet_ppm plan`."""
+
+    root: Path
+    env: Dict[str, str]
+    dataset_id: int = TINY_DATASET_ID
+    trained: Dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def raw(self) -> Path:
+        return next((self.root / "nnUNet_raw").glob(f"Dataset{self.dataset_id:03d}_*"))
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.root / "nnUNet_preprocessed" / self.raw.name
+
+    def results(self, trainer: str, plans: str) -> Path:
+        return self.root / "nnUNet_results" / self.raw.name / f"{trainer}__{plans}__3d_fullres"
+
+    def train(self, trainer: str, plans: str, fold: int = 0) -> Path:
+        """nnUNetv2_train on the CPU (once per trainer/plans/fold); returns the model folder."""
+        key = f"{trainer}__{plans}__{fold}"
+        if key not in self.trained:
+            run_command(["nnUNetv2_train", self.dataset_id, "3d_fullres", fold, "-tr", trainer, "-p", plans,
+                         "-device", "cpu"], {**self.env, "nnUNet_n_proc_DA": "0"})
+            self.trained[key] = self.results(trainer, plans)
+        return self.trained[key]
+
+
+def make_tiny_dataset(root: Path, num_cases: int = 6, test_cases: int = 2) -> TinyDataset:
+    """Generate, convert, nnU-Net plan + preprocess (with integrity check), and `nnunet_ppm plan` (16x32x32, batch 2)."""
+    from nnunet_ppm.dataset_conversion.convert import convert_dataset
+    from nnunet_ppm.dataset_conversion.synthesize import synthesize
+
+    env = command_env(root)
+    source = synthesize(root / "source", num_cases=num_cases, seed=0, preset="tiny", layout="roi")
+    convert_dataset(source, TINY_DATASET_ID, layout="roi", raw_dir=env["nnUNet_raw"], test_cases=test_cases,
+                    progress=False)
+    run_command(["nnUNetv2_plan_and_preprocess", "-d", TINY_DATASET_ID, "-c", "3d_fullres", "-np", "1",
+                 "--verify_dataset_integrity"], env)
+    run_command(["nnunet_ppm", "plan", "-d", TINY_DATASET_ID, "--patch", *TINY_PPM_PATCH, "--batch-size", "2",
+                 "-np", "1"], env)
+    return TinyDataset(root, env)
+
+
+def case_ids(folder: Path, ending: str = ".nii.gz") -> List[str]:
+    return sorted(p.name[: -len(ending)] for p in folder.glob(f"*{ending}"))
