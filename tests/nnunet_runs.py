@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence
 
 BIN = Path(sys.executable).parent
 TINY_DATASET_ID = 900
-TINY_PPM_PATCH = ("16", "32", "32")
+TINY_PPM_PATCH = ("32", "64", "64")
 
 
 def command_env(root: Path, **extra: str) -> Dict[str, str]:
@@ -62,8 +62,8 @@ class TinyDataset:
         return self.trained[key]
 
 
-def make_tiny_dataset(root: Path, num_cases: int = 6, test_cases: int = 2) -> TinyDataset:
-    """Generate, convert, nnU-Net plan + preprocess (with integrity check), and `nnunet_ppm plan` (16x32x32, batch 2)."""
+def make_tiny_dataset(root: Path, num_cases: int = 7, test_cases: int = 2) -> TinyDataset:
+    """Generate, convert, nnU-Net plan + preprocess (with integrity check), and `nnunet_ppm plan` (32x64x64, batch 2)."""
     from nnunet_ppm.dataset_conversion.convert import convert_dataset
     from nnunet_ppm.dataset_conversion.synthesize import synthesize
 

@@ -2,7 +2,9 @@
 
 PPMTrainer_Xepochs keeps the paper's learning-rate milestones at 3/8, 5/8 and
 7/8 of the run. The `_debug` trainers run 2 epochs of 3 iterations (1
-validation iteration): enough to prove the plumbing on a CPU, nothing more.
+validation iteration) and predict without test-time mirroring (their
+validation and any later prediction with them are 8x cheaper): enough to
+prove the plumbing on a CPU, nothing more.
 nnUNetTrainer_debug is stock nnU-Net with that same budget, the baseline that
 PPMTrainer_debug is compared with in tests and the CPU demo.
 """
@@ -34,6 +36,12 @@ class TrainingBudget:
 
 class DebugBudget(TrainingBudget):
     budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 2, 3, 1
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """Train with the parent's augmentation; store no mirroring axes, so inference skips test-time mirroring."""
+        configuration = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None
+        return configuration
 
 
 class PPMTrainer_5epochs(TrainingBudget, PPMTrainer):
