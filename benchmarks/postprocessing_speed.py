@@ -1,0 +1,161 @@
+"""Benchmark: dense CRF backends and largest component per case, at ROI size and at whole-CT size.
+
+    python benchmarks/postprocessing_speed.py                         # ROI 200x150x150 and a whole CT
+    python benchmarks/postprocessing_speed.py --record                # append the table to benchmarks/RESULTS.md
+    python benchmarks/postprocessing_speed.py --probabilities uncertain   # every voxel uncertain (worst case)
+
+Cases come from nnU-Net-ppm's synthetic CT generator (preset "full": 512 x 512
+voxels of 0.6-0.9 mm); the ROI is 200 x 150 x 150 voxels around one kidney.
+Probabilities imitate a network: per class, a softmax of ``sharpness * (blurred
+one-hot - 0.5)`` plus smooth noise - confident inside organs, uncertain at
+their borders ("network"); or the blurred one-hot plus strong voxel noise
+("uncertain"), where no voxel is certain.
+
+Rows: CRF mean field on the whole ROI (the issue's measure: 3 labels, 5
+iterations), ``dense_crf`` on the ROI and on the whole CT (foreground boxes,
+blocks), and the largest component (ROI rule on the ROI, per-side rule on the
+CT). Each row runs in a fresh process: wall and CPU seconds, and that process's
+peak resident memory (imports included, ~0.4 GiB). Agreement: fraction of
+voxels whose label equals pydensecrf's, overall and among the voxels
+pydensecrf changed from the argmax.
+"""
+import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import resource
+import sys
+import time
+from typing import Callable, Dict, Tuple
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from network_step import record  # noqa: E402  (benchmarks/ is not a package)
+
+ROI_SHAPE = (200, 150, 150)
+
+
+def synthetic_case(seed: int, uncertainty: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Tuple[float, ...]]:
+    """(CT in HU, labels, probabilities (3, ...) float32, spacing) of a whole synthetic CT with two kidneys."""
+    from nnunet_ppm.dataset_conversion.synthesize import synthesize_case
+
+    index = seed
+    while True:
+        ct, label, spacing = synthesize_case(index, seed=0, preset="full")
+        if ct.shape[0] >= ROI_SHAPE[0]:  # thin slices: room for the ROI
+            break
+        index += 1
+    label = np.where(label == 3, 1, label).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    probabilities = np.empty((3, *label.shape), np.float32)
+    for c in range(3):
+        blurred = gaussian_filter((label == c).astype(np.float32), 1.5 / np.asarray(spacing))
+        if uncertainty == "network":
+            noise = gaussian_filter(rng.normal(0, 1, label.shape).astype(np.float32), 2.0)
+            probabilities[c] = 30.0 * (blurred - 0.5) + 20.0 * noise
+        else:
+            probabilities[c] = np.log(np.clip(blurred + rng.normal(0, 0.3, label.shape), 1e-3, None))
+    probabilities -= probabilities.max(0)
+    np.exp(probabilities, out=probabilities)
+    probabilities /= probabilities.sum(0)
+    return ct.astype(np.float32), label, probabilities, spacing
+
+
+def kidney_roi(label: np.ndarray) -> Tuple[slice, ...]:
+    """A ROI_SHAPE box centred on the first kidney (clipped to the image)."""
+    import cc3d
+    components = cc3d.connected_components(label > 0, connectivity=26)
+    centre = cc3d.statistics(components)["centroids"][1]
+    starts = [int(np.clip(round(c - n / 2), 0, s - n)) for c, n, s in zip(centre, ROI_SHAPE, label.shape)]
+    return tuple(slice(s, s + n) for s, n in zip(starts, ROI_SHAPE))
+
+
+def _measured(function: Callable, *args) -> Dict:
+    """Run in a fresh process: result, wall and CPU seconds, peak RSS of this process."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = function(*args)
+    return {"result": result, "wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
+            "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+
+
+def in_fresh_process(function: Callable, *args) -> Dict:
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measured, function, *args).result()
+
+
+def mean_field(backend: str, probabilities, image, spacing):
+    from nnunet_ppm.postprocessing.crf_params import CRFParams
+    from nnunet_ppm.postprocessing.dense_crf import CRF_BACKENDS
+    params = CRFParams()
+    return CRF_BACKENDS[backend](probabilities, np.clip(image, *params.hu_window).astype(np.float32), spacing, params)
+
+
+def boxed_crf(backend: str, probabilities, image, spacing):
+    from nnunet_ppm.postprocessing.dense_crf import dense_crf
+    return dense_crf(probabilities, image, spacing, backend=backend)
+
+
+def largest_component(labels, lr_axis):
+    from nnunet_ppm.postprocessing.largest_component import keep_largest_component, keep_largest_component_per_side
+    return keep_largest_component(labels) if lr_axis is None else keep_largest_component_per_side(labels, lr_axis)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", nargs="+", default=["pydensecrf", "torch"])
+    parser.add_argument("--probabilities", choices=("network", "uncertain"), default="network")
+    parser.add_argument("--no-whole-ct", action="store_true", help="only the ROI rows")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = parser.parse_args()
+
+    import torch
+    ct, label, probabilities, spacing = synthetic_case(args.seed, args.probabilities)
+    roi = kidney_roi(label)
+    roi_p, roi_ct = np.ascontiguousarray(probabilities[(slice(None), *roi)]), np.ascontiguousarray(ct[roi])
+    shape_text = lambda shape: "x".join(map(str, shape))  # noqa: E731
+    print(f"whole CT {shape_text(ct.shape)} at {spacing} mm, ROI {shape_text(roi_ct.shape)}, "
+          f"probabilities: {args.probabilities}", flush=True)
+
+    rows, reference = [], {}
+    argmax = {"ROI": roi_p.argmax(0), "CT": probabilities.argmax(0)}
+    runs = [("mean field, whole ROI", "ROI", mean_field, (roi_p, roi_ct, spacing)),
+            ("dense_crf (boxes)", "ROI", boxed_crf, (roi_p, roi_ct, spacing))]
+    if not args.no_whole_ct:
+        runs.append(("dense_crf (boxes)", "CT", boxed_crf, (probabilities, ct, spacing)))
+    for what, size, function, inputs in runs:
+        for backend in args.backends:
+            measured = in_fresh_process(function, backend, *inputs)
+            labels = measured["result"]
+            key = (what, size)
+            reference.setdefault(key, labels)
+            changed = reference[key] != argmax[size]
+            agreement = f"{np.mean(labels == reference[key]):.5f}"
+            on_changed = f"{np.mean(labels[changed] == reference[key][changed]):.4f}" if changed.any() else "-"
+            rows.append([what, size, shape_text(inputs[1].shape), backend, f"{measured['wall']:.2f}",
+                         f"{measured['cpu']:.2f}", f"{measured['rss_gib']:.2f}", agreement, on_changed])
+            print(" | ".join(rows[-1]), flush=True)
+    from nnunet_ppm.postprocessing.largest_component import left_right_axis
+    component_runs = [("largest component", "ROI", argmax["ROI"].astype(np.uint8), None)]
+    if not args.no_whole_ct:
+        axial_identity = (1, 0, 0, 0, 1, 0, 0, 0, 1)  # synthesize_case's canonical order: x is array axis 2
+        component_runs.append(("largest component per side", "CT", argmax["CT"].astype(np.uint8),
+                               left_right_axis(axial_identity)))
+    for what, size, labels, lr_axis in component_runs:
+        measured = in_fresh_process(largest_component, labels, lr_axis)
+        rows.append([what, size, shape_text(labels.shape), "cc3d", f"{measured['wall']:.2f}", f"{measured['cpu']:.2f}",
+                     f"{measured['rss_gib']:.2f}", "-", "-"])
+        print(" | ".join(rows[-1]), flush=True)
+
+    if args.record:
+        header = ["step", "size", "voxels", "backend", "wall s", "CPU s", "process max RSS GiB",
+                  "agreement with pydensecrf", "agreement where pydensecrf changed the argmax"]
+        record(f"Post-processing per case (benchmarks/postprocessing_speed.py, {args.probabilities} probabilities, "
+               f"spacing {tuple(round(s, 2) for s in spacing)} mm, {os.cpu_count()} cores)", header, rows,
+               torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""nnU-Net's predictor with majority-vote sub-volume aggregation and the paper's post-processing per case.
+
+:class:`PPMPredictor` is an ``nnUNetPredictor``: model loading, preprocessing
+workers, sliding-window tiling, mirroring, fold ensembling and resampling are
+nnU-Net's own. It changes two things:
+
+* ``aggregation="vote"`` replaces the Gaussian-weighted average of
+  overlapping tiles by majority voting (``vote_aggregation``); the tiles are
+  nnU-Net's sliding-window tiles (patch size from the plans - 64 slices in
+  the PPM plans - and overlap from ``tile_step_size``).
+* with ``postprocessing`` set, each case's probabilities (after nnU-Net's
+  resampling to the raw image) go through CRF and largest component before
+  the labels are written, in background processes, atomically. This is the
+  same function ``nnunet_ppm postprocess`` applies to the .npz of
+  ``nnUNetv2_predict --save_probabilities``, so both routes give the same labels.
+  With ``save_probabilities`` the .npz/.pkl written are nnU-Net's (before CRF).
+
+Post-processing applies to file-based prediction (``predict_from_files``);
+in-memory callers (``predict_single_npy_array``) get nnU-Net's results and can
+call ``postprocess_probabilities`` themselves.
+"""
+import concurrent.futures
+import multiprocessing
+import os
+from typing import List, Optional
+
+import numpy as np
+import torch
+from batchgenerators.utilities.file_and_folder_operations import save_pickle
+from nnunetv2.configuration import default_num_processes
+from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.utilities.helpers import empty_cache
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from tqdm import tqdm
+
+from nnunet_ppm.postprocessing.atomic_write import atomic_output_path
+from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings, postprocess_and_write_case
+from nnunet_ppm.postprocessing.vote_aggregation import SubVolumeVotes
+
+AGGREGATIONS = ("gaussian", "vote")
+
+
+def export_postprocessed_prediction(logits: np.ndarray, properties: dict, configuration_manager: ConfigurationManager,
+                                    plans_manager: PlansManager, dataset_json: dict, output_file_truncated: str,
+                                    image_files: List[str], settings: PostprocessingSettings,
+                                    save_probabilities: bool) -> None:
+    """Resample one case's logits like nnU-Net's export, then post-process and write it (runs in a worker).
+
+    Args:
+        logits: network output in the preprocessed geometry, shape (classes, *preprocessed shape).
+        properties: the case's properties from nnU-Net's preprocessing.
+        configuration_manager: the configuration (resampling functions, spacing).
+        plans_manager: the plans (transposes, image reader/writer).
+        dataset_json: the dataset description (labels, file ending).
+        output_file_truncated: output path without ending (nnU-Net's ``ofile``).
+        image_files: the case's raw image files, for the CRF.
+        settings: post-processing settings.
+        save_probabilities: also write nnU-Net's .npz probabilities and .pkl properties.
+    """
+    label_manager = plans_manager.get_label_manager(dataset_json)
+    _, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(
+        logits, plans_manager, configuration_manager, label_manager, properties, return_probabilities=True)
+    del logits
+    if save_probabilities:
+        with atomic_output_path(output_file_truncated + ".npz") as temporary:
+            np.savez_compressed(temporary, probabilities=probabilities)
+        with atomic_output_path(output_file_truncated + ".pkl") as temporary:
+            save_pickle(properties, temporary)
+    postprocess_and_write_case(os.path.basename(output_file_truncated), probabilities, properties, image_files,
+                               output_file_truncated + dataset_json["file_ending"],
+                               plans_manager.image_reader_writer_class(), settings)
+
+
+class PPMPredictor(nnUNetPredictor):
+    """nnUNetPredictor with ``aggregation`` ("gaussian" or "vote") and optional per-case ``postprocessing``.
+
+    Args:
+        *args, **kwargs: nnUNetPredictor's arguments.
+        aggregation: "gaussian" (nnU-Net's weighted average) or "vote" (paper's majority vote).
+        postprocessing: settings for CRF and largest component; None writes nnU-Net's labels unchanged.
+    """
+
+    def __init__(self, *args, aggregation: str = "gaussian",
+                 postprocessing: Optional[PostprocessingSettings] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        self.aggregation = aggregation
+        self.postprocessing = postprocessing
+        self._image_files_by_output = {}
+
+    @torch.inference_mode()
+    def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers, do_on_device: bool = True):
+        if self.aggregation == "gaussian":
+            return super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
+        if self.label_manager.has_regions:
+            raise ValueError("vote aggregation needs a softmax (label) model; this model predicts regions")
+        results_device = self.device if do_on_device else torch.device("cpu")
+        empty_cache(self.device)
+        data = data.to(results_device)
+        votes = SubVolumeVotes(self.label_manager.num_segmentation_heads, data.shape[1:], results_device)
+        for slicer in tqdm(slicers, disable=not self.allow_tqdm):
+            sub_volume = data[slicer][None].to(self.device)
+            votes.add(self._internal_maybe_mirror_and_predict(sub_volume)[0].to(results_device), slicer[1:])
+        return votes.log_fractions()
+
+    def _manage_input_and_output_lists(self, *args, **kwargs):
+        """nnU-Net's case lists; remembers each output's raw image files for the CRF."""
+        images, outputs, previous_stage = super()._manage_input_and_output_lists(*args, **kwargs)
+        if outputs is not None:
+            self._image_files_by_output.update(zip(outputs, images))
+        return images, outputs, previous_stage
+
+    def predict_from_files_sequential(self, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                                      save_probabilities: bool = False, overwrite: bool = True,
+                                      folder_with_segs_from_prev_stage: str = None):
+        """nnU-Net's sequential prediction; with post-processing it runs as one preprocessing worker and inline export."""
+        if self.postprocessing is None:
+            return super().predict_from_files_sequential(list_of_lists_or_source_folder,
+                                                         output_folder_or_list_of_truncated_output_files,
+                                                         save_probabilities, overwrite, folder_with_segs_from_prev_stage)
+        return self.predict_from_files(list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                                       save_probabilities, overwrite, num_processes_preprocessing=1,
+                                       num_processes_segmentation_export=0,
+                                       folder_with_segs_from_prev_stage=folder_with_segs_from_prev_stage)
+
+    def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
+                                   num_processes_segmentation_export: int = default_num_processes):
+        """nnU-Net's loop when ``postprocessing`` is None; else network per case, export + post-processing in workers.
+
+        ``num_processes_segmentation_export=0`` exports in this process.
+        """
+        if self.postprocessing is None:
+            return super().predict_from_data_iterator(data_iterator, save_probabilities,
+                                                      num_processes_segmentation_export)
+        workers = None
+        if num_processes_segmentation_export > 0:
+            workers = concurrent.futures.ProcessPoolExecutor(num_processes_segmentation_export,
+                                                             mp_context=multiprocessing.get_context("spawn"))
+        pending = []
+        try:
+            for preprocessed in data_iterator:
+                ofile = preprocessed["ofile"]
+                if ofile not in self._image_files_by_output:
+                    raise ValueError("post-processing needs each case's raw image files: predict with "
+                                     "predict_from_files, or call postprocess_probabilities on returned probabilities")
+                print(f"\nPredicting {os.path.basename(ofile)}:")
+                logits = self.predict_logits_from_preprocessed_data(preprocessed["data"]).cpu().detach().numpy()
+                task = (logits, preprocessed["data_properties"], self.configuration_manager, self.plans_manager,
+                        self.dataset_json, ofile, self._image_files_by_output[ofile], self.postprocessing,
+                        save_probabilities)
+                if workers is None:
+                    export_postprocessed_prediction(*task)
+                    continue
+                while sum(not f.done() for f in pending) >= num_processes_segmentation_export + 1:
+                    concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                pending.append(workers.submit(export_postprocessed_prediction, *task))
+            for future in tqdm(pending, desc="post-processing and export", disable=not self.allow_tqdm):
+                future.result()
+        finally:
+            if workers is not None:
+                workers.shutdown(cancel_futures=True)
+        empty_cache(self.device)

@@ -1,0 +1,85 @@
+"""`nnunet_ppm predict`: nnUNetv2_predict with the paper's post-processing (CRF + largest component) per case.
+
+Takes nnUNetv2_predict's arguments with the same defaults, so that
+
+    nnunet_ppm predict ARGS            ==  nnUNetv2_predict ARGS --save_probabilities
+                                           followed by nnunet_ppm postprocess
+
+CRF and largest component are on by default (``--no-crf``, ``--no-lcc``);
+``--aggregation vote`` assembles overlapping sub-volumes by majority vote.
+"""
+import argparse
+import multiprocessing
+
+import torch
+from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p
+from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+from nnunet_ppm.inference.ppm_predictor import AGGREGATIONS, PPMPredictor
+from nnunet_ppm.postprocessing.cli_options import add_postprocessing_arguments, settings_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", required=True, help="input folder (CASE_0000.nii.gz ...)")
+    parser.add_argument("-o", required=True, help="output folder")
+    parser.add_argument("-d", required=True, help="dataset name or id")
+    parser.add_argument("-p", default="nnUNetPlans", help="plans identifier. Default: nnUNetPlans")
+    parser.add_argument("-tr", default="nnUNetTrainer", help="trainer class. Default: nnUNetTrainer")
+    parser.add_argument("-c", required=True, help="configuration")
+    parser.add_argument("-f", nargs="+", default=(0, 1, 2, 3, 4), help="folds. Default: 0 1 2 3 4")
+    parser.add_argument("-step_size", type=float, default=0.5, help="sliding-window step (fraction of patch)")
+    parser.add_argument("--disable_tta", action="store_true", help="no mirroring at test time")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--save_probabilities", action="store_true",
+                        help="also write nnU-Net's .npz probabilities (before CRF) and .pkl properties")
+    parser.add_argument("--continue_prediction", action="store_true", help="skip cases already written")
+    parser.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint name")
+    parser.add_argument("-npp", type=int, default=3, help="preprocessing processes. Default: 3")
+    parser.add_argument("-nps", type=int, default=3,
+                        help="export + post-processing processes (0: in the main process). Default: 3")
+    parser.add_argument("-prev_stage_predictions", default=None, help="previous stage (cascade)")
+    parser.add_argument("-num_parts", type=int, default=1, help="split the cases into this many parts")
+    parser.add_argument("-part_id", type=int, default=0, help="which part this call predicts (0-based)")
+    parser.add_argument("-device", default="cuda", choices=("cuda", "cpu", "mps"), help="Default: cuda")
+    parser.add_argument("--disable_progress_bar", action="store_true")
+    parser.add_argument("--not_on_device", action="store_true", help="keep sliding-window results on the CPU")
+    parser.add_argument("--aggregation", choices=AGGREGATIONS, default="gaussian",
+                        help="'gaussian': nnU-Net's weighted average of overlapping tiles (default); 'vote': the "
+                             "paper's majority vote of sub-volumes (CRF then sees the vote fractions)")
+    add_postprocessing_arguments(parser)
+
+
+def _device(name: str) -> torch.device:
+    if name == "cpu":
+        torch.set_num_threads(multiprocessing.cpu_count())
+    elif name == "cuda":
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+    return torch.device(name)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.part_id < args.num_parts:
+        raise SystemExit(f"nnunet_ppm predict: -part_id must be in 0..{args.num_parts - 1}")
+    settings = settings_from_args(args)
+    postprocessing = settings if (settings.use_crf or settings.use_lcc) else None
+    predictor = PPMPredictor(tile_step_size=args.step_size, use_gaussian=True, use_mirroring=not args.disable_tta,
+                             perform_everything_on_device=not args.not_on_device, device=_device(args.device),
+                             verbose=args.verbose, verbose_preprocessing=args.verbose,
+                             allow_tqdm=not args.disable_progress_bar, aggregation=args.aggregation,
+                             postprocessing=postprocessing)
+    folds = [f if f == "all" else int(f) for f in args.f]
+    predictor.initialize_from_trained_model_folder(get_output_folder(args.d, args.tr, args.p, args.c), folds,
+                                                   checkpoint_name=args.chk)
+    maybe_mkdir_p(args.o)
+    if postprocessing is not None:
+        postprocessing.crf_params.to_json(join(args.o, "postprocessing_settings.json"), use_crf=settings.use_crf,
+                                          use_lcc=settings.use_lcc, lcc_mode=settings.lcc_mode,
+                                          crf_backend=settings.crf_backend, aggregation=args.aggregation)
+    predictor.predict_from_files(args.i, args.o, save_probabilities=args.save_probabilities,
+                                 overwrite=not args.continue_prediction,
+                                 num_processes_preprocessing=max(1, args.npp),
+                                 num_processes_segmentation_export=args.nps,
+                                 folder_with_segs_from_prev_stage=args.prev_stage_predictions,
+                                 num_parts=args.num_parts, part_id=args.part_id)
+    return 0

@@ -1,0 +1,106 @@
+"""Largest 18-connected component of kidney + tumor (paper, section II.B).
+
+Kidney and tumor voxels are taken together as one foreground mask and
+labelled with 18-connectivity (neighbours sharing a face or an edge, not
+those touching only at a corner). Voxels of every other component are set to
+background; labels inside the kept component are left as they are.
+
+Two rules:
+
+* ``keep_largest_component`` - the paper's rule for a kidney ROI: keep the
+  single largest component.
+* ``keep_largest_component_per_side`` - for a full CT with two kidneys: the
+  image is split at its middle along the patient's left-right axis, each
+  component belongs to the side its centroid lies on, and the largest
+  component of each side is kept. A single kidney (nephrectomy) keeps one
+  component; a horseshoe kidney is one component and is kept whole. The
+  left-right array axis comes from the image direction
+  (:func:`left_right_axis`).
+
+Both functions take and return label arrays in nnU-Net's array order and
+never modify their input, so they can be pickled into an nnU-Net
+``postprocessing.pkl`` (see ``nnunet_pp_pkl``).
+"""
+from typing import Sequence
+
+import cc3d
+import numpy as np
+
+KIDNEY_AND_TUMOR = (1, 2)
+CONNECTIVITY = 18
+
+
+def _foreground_components(segmentation: np.ndarray, foreground_labels: Sequence[int]):
+    if segmentation.ndim != 3:
+        raise ValueError(f"expected a 3D label array, got shape {segmentation.shape}")
+    mask = np.isin(segmentation, foreground_labels)
+    components, count = cc3d.connected_components(mask, connectivity=CONNECTIVITY, return_N=True)
+    return mask, components, count
+
+
+def _keep_components(segmentation: np.ndarray, mask: np.ndarray, components: np.ndarray,
+                     keep_ids: Sequence[int]) -> np.ndarray:
+    kept = segmentation.copy()
+    kept[mask & ~np.isin(components, keep_ids)] = 0
+    return kept
+
+
+def keep_largest_component(segmentation: np.ndarray,
+                           foreground_labels: Sequence[int] = KIDNEY_AND_TUMOR) -> np.ndarray:
+    """Keep the largest 18-connected component of ``foreground_labels`` taken together.
+
+    Args:
+        segmentation: 3D label array.
+        foreground_labels: labels that form the foreground mask (kidney 1, tumor 2).
+
+    Returns:
+        A copy in which foreground voxels outside the largest component are background (0).
+        An empty foreground stays empty.
+    """
+    mask, components, count = _foreground_components(segmentation, foreground_labels)
+    if count <= 1:
+        return segmentation.copy()
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    return _keep_components(segmentation, mask, components, [int(np.argmax(sizes))])
+
+
+def keep_largest_component_per_side(segmentation: np.ndarray, lr_axis: int,
+                                    foreground_labels: Sequence[int] = KIDNEY_AND_TUMOR) -> np.ndarray:
+    """Keep the largest 18-connected foreground component on each side of the image's left-right middle.
+
+    Args:
+        segmentation: 3D label array.
+        lr_axis: array axis that runs left-right in the patient (see :func:`left_right_axis`).
+        foreground_labels: labels that form the foreground mask (kidney 1, tumor 2).
+
+    Returns:
+        A copy with at most two foreground components, one per side. An empty foreground stays empty.
+    """
+    mask, components, count = _foreground_components(segmentation, foreground_labels)
+    if count <= 1:
+        return segmentation.copy()
+    statistics = cc3d.statistics(components)
+    sizes = statistics["voxel_counts"][1:].astype(np.int64)
+    centroids = statistics["centroids"][1:, lr_axis]
+    middle = (segmentation.shape[lr_axis] - 1) / 2
+    keep_ids = []
+    for on_side in (centroids < middle, centroids >= middle):
+        if on_side.any():
+            keep_ids.append(int(np.argmax(np.where(on_side, sizes, -1))) + 1)
+    return _keep_components(segmentation, mask, components, keep_ids)
+
+
+def left_right_axis(direction: Sequence[float]) -> int:
+    """Array axis (SimpleITK array order z, y, x) that runs along the patient's left-right axis.
+
+    Args:
+        direction: the image's 3x3 direction matrix, row-major as SimpleITK's ``GetDirection()``
+            returns it (rows: physical x, y, z; columns: index axes i, j, k).
+
+    Returns:
+        The array axis whose index axis points most along physical x (LPS: right to left).
+    """
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
+    index_axis = int(np.argmax(np.abs(matrix[0])))
+    return 2 - index_axis
