@@ -19,7 +19,7 @@ when all cases are done. Source files are only read.
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -34,7 +34,7 @@ from nnunet_ppm.dataset_conversion.layouts import Layout, SourceCase, find_cases
 from nnunet_ppm.dataset_conversion.output_folder import check_target, staged_folder
 from nnunet_ppm.dataset_conversion.roi import (CT_PAD_VALUE, LABEL_PAD_VALUE, RoiWindow, crop_image, kidney_rois,
                                                parse_in_plane_size, parse_length)
-from nnunet_ppm.dataset_conversion.validation import header_problems, voxel_problems
+from nnunet_ppm.dataset_conversion.validation import header_problems, reader_error, truncated_files, voxel_problems
 
 PathLike = Union[str, Path]
 FILE_ENDING = ".nii.gz"
@@ -59,7 +59,7 @@ class CaseSettings:
     keep_cyst: bool
     window: Optional[RoiWindow]  # None: whole CTs
     keep_healthy: bool
-    staging: Path
+    staging: Optional[Path]  # None: check only, write nothing
 
 
 @dataclass
@@ -89,11 +89,17 @@ def _write_case(ct: sitk.Image, label: sitk.Image, case: str, staging: Path) -> 
 def convert_case(job: Tuple[SourceCase, CaseSettings]) -> CaseResult:
     """Read, check and write one source case (whole CT, or one ROI per selected kidney)."""
     case, settings = job
-    result = CaseResult(case.case_id)
-    image, label = read_image(case.image), read_image(case.label)
+    result = CaseResult(case.case_id, problems=truncated_files([case.image, case.label]))
+    if result.problems:
+        return result
+    try:
+        image, label = read_image(case.image), read_image(case.label)
+    except Exception as error:  # a file whose header reads but whose voxels do not (e.g. truncated)
+        result.problems = [f"cannot read {case.image} or {case.label}: {reader_error(error)}"]
+        return result
     result.problems = voxel_problems(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(label),
                                      settings.layout.label_values)
-    if result.problems:
+    if result.problems or settings.staging is None:
         return result
     ct = _ct_for_dataset(image)
     dataset_label = sitk.GetImageFromArray(to_dataset_labels(sitk.GetArrayViewFromImage(label), settings.keep_cyst))
@@ -195,10 +201,13 @@ def convert_dataset(src: PathLike, dataset_id: int, layout: str = "roi", *, name
     problems = dict(found.problems)
     checked = run_per_case(header_problems, found.cases, num_processes, "checking headers", progress)
     problems.update({case.case_id: items for case, items in zip(found.cases, checked) if items})
-    if problems and not skip_invalid:
+    valid = [case for case in found.cases if case.case_id not in problems]
+    settings = CaseSettings(source_layout, keep_cyst, window, keep_healthy, None)
+    if problems and not skip_invalid:  # complete the report with the voxel checks, writing nothing
+        checked = run_per_case(convert_case, [(case, settings) for case in valid], num_processes, "checking voxels", progress)
+        problems.update({result.case_id: result.problems for result in checked if result.problems})
         raise ConversionError(f"{len(problems)} case(s) of {src} are invalid; nothing was written "
                               f"(fix them, or pass --skip-invalid to convert the others):", problems)
-    valid = [case for case in found.cases if case.case_id not in problems]
     if not valid:
         raise ConversionError(f"no valid case in {src}", problems)
     _test_count(len(valid), test_cases, test_fraction)
@@ -206,7 +215,7 @@ def convert_dataset(src: PathLike, dataset_id: int, layout: str = "roi", *, name
     with staged_folder(folder, overwrite, [src]) as staging:
         for sub in ("imagesTr", "labelsTr"):
             (staging / sub).mkdir()
-        settings = CaseSettings(source_layout, keep_cyst, window, keep_healthy, staging)
+        settings = replace(settings, staging=staging)
         results = run_per_case(convert_case, [(case, settings) for case in valid], num_processes, "converting", progress)
         problems.update({result.case_id: result.problems for result in results if result.problems})
         if problems and not skip_invalid:

@@ -33,7 +33,7 @@ class Layout:
     cases_subfolder: Optional[str]  # release folder that holds the case folders, if SRC is the release root
     case_prefix: str  # case folders start with this ('' = every folder)
     file_ending: Optional[str]  # fixed ending, or None for any of IMAGE_FILE_ENDINGS
-    missing_image_is_error: bool  # False: labels-only cases are reported and skipped
+    missing_file_is_error: bool  # False: cases without imaging or labels are reported and skipped
 
     @property
     def has_cyst(self) -> bool:
@@ -116,12 +116,13 @@ def find_cases(layout: Layout, src: Path) -> FoundCases:
         case_id = case_folder.name
         image, image_problem = _find_one(case_folder, layout.image_name, endings, allow_dicom=layout.name == "roi")
         label, label_problem = _find_one(case_folder, layout.label_name, endings, allow_dicom=False)
-        if image is None and not layout.missing_image_is_error and not image_problem.startswith("ambiguous"):
-            found.skipped[case_id] = "no imaging (labels only)"
-        elif label is None and not layout.missing_image_is_error and not label_problem.startswith("ambiguous"):
-            found.skipped[case_id] = "no segmentation (unlabelled case)"
-        elif image is None or label is None:
-            found.problems[case_id] = [p for p in (image_problem, label_problem) if p]
+        problems = [p for p in (image_problem, label_problem) if p]
+        ambiguous = any(p.startswith("ambiguous") for p in problems)
+        if ambiguous or (problems and layout.missing_file_is_error):
+            found.problems[case_id] = problems
+        elif problems:  # KiTS releases hold labels-only and unlabelled cases
+            missing = [what for what, path in (("imaging", image), ("segmentation", label)) if path is None]
+            found.skipped[case_id] = f"no {' and no '.join(missing)}"
         else:
             found.cases.append(SourceCase(case_id, image, label))
     if not (found.cases or found.problems or found.skipped):

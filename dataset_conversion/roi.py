@@ -35,7 +35,7 @@ Box = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]
 
 CT_PAD_VALUE = -1024
 LABEL_PAD_VALUE = 0
-# a component counts as a kidney when it holds at least this fraction of the largest kidney's kidney voxels
+# a component with kidney voxels counts as a kidney when it holds at least this fraction of the largest one's voxels
 MIN_KIDNEY_FRACTION = 0.1
 
 
@@ -89,21 +89,23 @@ def kidney_map(label: np.ndarray, spacing: Sequence[float]) -> Tuple[np.ndarray,
 
     Returns (map, count): map holds 0 for background and 1..count (count <= 2)
     for the kidney each voxel belongs to. Connected components (26-connected)
-    holding at least MIN_KIDNEY_FRACTION of the largest component's kidney
-    voxels are kidneys (the two largest at most); every other component (a
-    detached tumor or cyst, a label speck) joins the kidney with the nearest
-    centroid, measured in mm with `spacing` (array order).
+    that hold kidney voxels and at least MIN_KIDNEY_FRACTION of the largest such
+    component's voxels (kidney, tumor and cyst together, so a kidney mostly
+    replaced by tumor still counts) are kidneys, the two largest at most; every
+    other component (a detached tumor or cyst, a label speck) joins the kidney
+    with the nearest centroid, measured in mm with `spacing` (array order).
     """
     components = cc3d.connected_components(label > 0, connectivity=26)
     num_components = int(components.max())
     if num_components == 0:
         return np.zeros(label.shape, np.uint8), 0
-    kidney_voxels = np.bincount(components[label == KIDNEY].ravel(), minlength=num_components + 1)[1:]
-    order = np.argsort(-kidney_voxels, kind="stable")
-    kidneys = [int(c) for c in order[:2] if kidney_voxels[c] > 0 and kidney_voxels[c] >= MIN_KIDNEY_FRACTION * kidney_voxels[order[0]]]
-    if not kidneys:  # no kidney label at all: the largest component stands in
-        kidneys = [int(np.argmax(np.bincount(components.ravel())[1:]))]
-    centroids = np.asarray(cc3d.statistics(components)["centroids"])[1:] * np.asarray(spacing, dtype=float)
+    statistics = cc3d.statistics(components)
+    sizes = np.asarray(statistics["voxel_counts"], dtype=np.int64)[1:]
+    with_kidney = np.bincount(components[label == KIDNEY].ravel(), minlength=num_components + 1)[1:] > 0
+    candidates = np.where(with_kidney, sizes, 0) if with_kidney.any() else sizes
+    order = np.argsort(-candidates, kind="stable")
+    kidneys = [int(c) for c in order[:2] if candidates[c] > 0 and candidates[c] >= MIN_KIDNEY_FRACTION * candidates[order[0]]]
+    centroids = np.asarray(statistics["centroids"])[1:] * np.asarray(spacing, dtype=float)
     lookup = np.zeros(num_components + 1, np.uint8)
     for component in range(num_components):
         distances = [np.linalg.norm(centroids[component] - centroids[k]) for k in kidneys]

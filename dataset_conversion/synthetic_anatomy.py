@@ -124,9 +124,12 @@ def _organs_and_vessels(rng: np.random.Generator, body_radii, spine_x: float, ve
     """Aorta, IVC, liver and spleen placed relative to the spine and kidneys."""
     u = rng.uniform
     by_side = {k.side: k.centre for k in kidneys}
-    mirror = lambda c, dz: np.array([c[0] + dz, c[1], 2 * spine_x - c[2]])  # noqa: E731
-    right = by_side.get("right", mirror(by_side.get("left", np.zeros(3)), -15))
-    left = by_side.get("left", mirror(right, 15))
+
+    def mirrored(centre: np.ndarray, dz: float) -> np.ndarray:  # where a missing kidney would sit
+        return np.array([centre[0] + dz, centre[1], 2 * spine_x - centre[2]])
+
+    right = by_side["right"] if "right" in by_side else mirrored(by_side["left"], -15)
+    left = by_side["left"] if "left" in by_side else mirrored(right, 15)
     (ry, rx), (b, a) = vertebra_radii, body_radii
     aorta_r = u(9, 12)
     aorta = (vertebra_y - ry - aorta_r - u(1, 4), spine_x + u(5, 15), aorta_r)

@@ -88,10 +88,12 @@ def _ellipse_columns(hu, spacing, centre_yx, radii_yx, value, z_radius=None) -> 
 
 def _muscles(hu, spacing, anatomy: Anatomy, kidney_top: float, rng) -> None:
     t, (vy, vx) = anatomy.tissue, anatomy.vertebra_radii
+
+    def taper(z: np.ndarray) -> np.ndarray:  # psoas: a slip at the upper kidneys, ~2.5 cm radius low down
+        return np.clip((6 + 0.18 * (kidney_top - z)) / 24, 0.25, 1.0)
+
     for side in (-1, 1):
         psoas_x = anatomy.spine_x + side * (vx + rng.uniform(10, 16))
-        # psoas grows from a slip at the upper kidneys to ~2.5 cm radius in the pelvis
-        taper = lambda z: np.clip((6 + 0.18 * (kidney_top - z)) / 24, 0.25, 1.0)  # noqa: E731
         _ellipse_columns(hu, spacing, (anatomy.vertebra_y + rng.uniform(-2, 6), psoas_x), (20, 24), t["muscle"], taper)
         back_centre = (anatomy.vertebra_y + vy + rng.uniform(28, 38), anatomy.spine_x + side * rng.uniform(26, 34))
         _ellipse_columns(hu, spacing, back_centre, (rng.uniform(20, 26), rng.uniform(22, 28)), t["muscle"])

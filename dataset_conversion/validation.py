@@ -5,7 +5,9 @@ source folder is checked in seconds before anything is written. Voxel checks
 (:func:`voxel_problems`) run on the loaded arrays of each case before its output
 is written.
 """
-from typing import Collection, List
+import zlib
+from pathlib import Path
+from typing import Collection, List, Sequence
 
 import numpy as np
 
@@ -39,6 +41,33 @@ def _grid_problems(image: ImageHeader, label: ImageHeader) -> List[str]:
     return problems
 
 
+def gzip_is_complete(path: Path) -> bool:
+    """True when a .gz file decompresses to its end. SimpleITK reads a truncated .nii.gz without
+    complaint, filling the missing voxels with 0, so the converters check the stream themselves."""
+    decompressor = zlib.decompressobj(wbits=31)
+    try:
+        with open(path, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                while chunk and not decompressor.eof:
+                    decompressor.decompress(chunk, 1 << 24)
+                    chunk = decompressor.unconsumed_tail
+    except zlib.error:
+        return False
+    return decompressor.eof
+
+
+def truncated_files(paths: Sequence[Path]) -> List[str]:
+    """Problems for the gzip-compressed files among `paths` that end early or are corrupt."""
+    return [f"{path} is truncated or corrupt (its gzip stream does not decompress to the end)"
+            for path in paths if path.is_file() and path.name.lower().endswith(".gz") and not gzip_is_complete(path)]
+
+
+def reader_error(error: Exception) -> str:
+    """The informative part of a reader error (SimpleITK puts it on the last line)."""
+    lines = str(error).strip().splitlines()
+    return lines[-1].replace("sitk::ERROR: ", "") if lines else repr(error)
+
+
 def header_problems(case: SourceCase) -> List[str]:
     """Problems visible in the headers: unreadable files, not 3D, several channels, image/label grids that differ."""
     headers, problems = {}, []
@@ -46,7 +75,7 @@ def header_problems(case: SourceCase) -> List[str]:
         try:
             header = read_header(path)
         except Exception as error:  # SimpleITK raises RuntimeError, DICOM folders ValueError
-            problems.append(f"cannot read {role} {path}: {str(error).strip().splitlines()[0] if str(error).strip() else error!r}")
+            problems.append(f"cannot read {role} {path}: {reader_error(error)}")
             continue
         if header.dimension != 3:
             problems.append(f"{role} {path.name} is {header.dimension}D (size {header.size}); expected a 3D volume")

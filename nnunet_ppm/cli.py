@@ -11,6 +11,9 @@ from typing import List, Optional
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
+    "synth": ("nnunet_ppm.dataset_conversion.synth_cli", "write synthetic arterial-phase CTs with kidney/tumor labels"),
+    "convert": ("nnunet_ppm.dataset_conversion.convert_cli",
+                "make an nnU-Net raw dataset from the paper's ROI layout or KiTS19/21/23 (optionally per-kidney ROIs)"),
     "plan": ("nnunet_ppm.planning.plan_cli", "write nnUNetPPMPlans.json for a planned dataset and preprocess it"),
     "predict": ("nnunet_ppm.inference.predict_cli",
                 "nnUNetv2_predict + the paper's CRF and largest component per case (--aggregation vote|gaussian)"),
@@ -18,10 +21,12 @@ SUBCOMMANDS = {
                     "CRF + largest component on nnUNetv2_predict --save_probabilities output; or write a pp pkl"),
     "tune-crf": ("nnunet_ppm.postprocessing.tune_crf_cli",
                  "grid-search CRF parameters on validation probabilities; write the best as JSON"),
+    "evaluate": ("nnunet_ppm.evaluation.evaluate_cli", "Dice, surface distances, volumes, tumor detection per case"),
+    "leaderboard": ("nnunet_ppm.evaluation.leaderboard_cli", "compare methods against default nnU-Net (Table I style)"),
+    "overlay": ("nnunet_ppm.evaluation.overlay_cli", "PNGs of CT slices with reference and predicted outlines"),
+    "demo": ("nnunet_ppm.demo", "the whole story on synthetic CTs: generate, convert, plan, train PPM and default "
+                                "nnU-Net, predict, leaderboard"),
     "trainer-dir": ("nnunet_ppm.training.trainer_dir_cli", "print the folder to put in nnUNet_extTrainer"),
-    "convert": ("nnunet_ppm.dataset_conversion.convert_cli",
-                "make an nnU-Net raw dataset from the paper's ROI layout or KiTS19/21/23 (optionally per-kidney ROIs)"),
-    "synth": ("nnunet_ppm.dataset_conversion.synth_cli", "write synthetic arterial-phase CTs with kidney/tumor labels"),
 }
 
 

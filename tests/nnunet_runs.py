@@ -25,7 +25,7 @@ def command_env(root: Path, **extra: str) -> Dict[str, str]:
 def run_command(args: Sequence[str], env: Dict[str, str], cwd: Path = None) -> subprocess.CompletedProcess:
     """Run a console script of this environment; fail the test with the end of its output if it fails."""
     result = subprocess.run([str(BIN / args[0]), *map(str, args[1:])], env=env, cwd=cwd, capture_output=True,
-                            text=True)
+                            text=True, encoding="utf-8", errors="replace")
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} exited with {result.returncode}\n"
                              f"--- stdout (end) ---\n{result.stdout[-4000:]}\n--- stderr (end) ---\n{result.stderr[-4000:]}")

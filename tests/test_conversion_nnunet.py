@@ -1,29 +1,73 @@
 """nnU-Net accepts what `nnunet_ppm synth` + `nnunet_ppm convert` produce (real commands, tiny cases, CPU)."""
-import subprocess
+import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
+from nnunet_runs import command_env, run_command
 
-BIN = Path(sys.executable).parent  # the venv's console scripts, whatever PATH says
-
-
-def run(command):
-    command = [str(BIN / command[0])] + [str(c) for c in command[1:]]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(map(str, command))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout
+from nnunet_ppm.dataset_conversion.convert import convert_dataset
+from nnunet_ppm.dataset_conversion.synthesize import synthesize
 
 
 @pytest.mark.integration
-def test_plan_and_preprocess_verifies_tiny_datasets_with_and_without_roi(nnunet_dirs, tmp_path):
+def test_plan_and_preprocess_accepts_tiny_roi_datasets(tmp_path):
+    """The real commands end to end on per-kidney ROIs (whole CTs: the shared `tiny_dataset` fixture)."""
+    env = command_env(tmp_path)
     source = tmp_path / "synthetic"
-    run(["nnunet_ppm", "synth", str(source), "--cases", "2", "--seed", "0"])
-    run(["nnunet_ppm", "convert", "roi", str(source), "-d", "601"])
-    run(["nnunet_ppm", "convert", "roi", str(source), "-d", "602", "--roi", "--roi-size", "100mm", "--keep-healthy"])
-    output = run(["nnUNetv2_plan_and_preprocess", "-d", "601", "602", "--verify_dataset_integrity",
-                  "-c", "3d_fullres", "-npfp", "1", "-np", "1"])
-    assert output.count("verify_dataset_integrity Done") == 2
-    for name in ("Dataset601_KidneyTumor", "Dataset602_KidneyTumorROI"):
-        assert (nnunet_dirs["nnUNet_preprocessed"] / name / "nnUNetPlans.json").is_file()
-        assert len(list((nnunet_dirs["nnUNet_preprocessed"] / name / "nnUNetPlans_3d_fullres").glob("*.pkl"))) >= 2
+    run_command(["nnunet_ppm", "synth", source, "--cases", "2", "--seed", "0"], env)
+    run_command(["nnunet_ppm", "convert", "roi", source, "-d", "602", "--roi", "--roi-size", "100mm", "--keep-healthy"], env)
+    output = run_command(["nnUNetv2_plan_and_preprocess", "-d", "602", "--verify_dataset_integrity",
+                          "-c", "3d_fullres", "-npfp", "1", "-np", "1"], env).stdout
+    assert "verify_dataset_integrity Done" in output
+    preprocessed = Path(env["nnUNet_preprocessed"]) / "Dataset602_KidneyTumorROI"
+    assert (preprocessed / "nnUNetPlans.json").is_file()
+    assert len(list((preprocessed / "nnUNetPlans_3d_fullres").glob("*.pkl"))) == 4, "two ROIs per patient"
+
+
+def verify(*folders):
+    """Run nnU-Net's dataset check (what `nnUNetv2_plan_and_preprocess --verify_dataset_integrity` runs first)
+    on each folder, in one fresh interpreter: its worker pool starts faster there than under pytest."""
+    script = ("import sys\n"
+              "from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity\n"
+              "for folder in sys.argv[1:]:\n"
+              "    verify_dataset_integrity(folder, 1)\n"
+              "    print('VERIFIED', folder)\n")
+    output = run_command([Path(sys.executable).name, "-c", script, *folders], dict(os.environ)).stdout
+    assert output.count("VERIFIED") == len(folders)
+
+
+@pytest.mark.integration
+def test_every_converter_passes_nnunet_verification_with_and_without_roi(tmp_path):
+    folders = []
+    for layout in ("roi", "kits19", "kits21", "kits23"):
+        source = synthesize(tmp_path / layout, num_cases=2, seed=2, layout=layout, progress=False)
+        folders += [convert_dataset(source, dataset_id, layout, roi=roi, roi_size="100mm", keep_healthy=roi,
+                                    keep_cyst=roi and layout in ("kits21", "kits23"), raw_dir=tmp_path / f"raw_{layout}",
+                                    progress=False)
+                    for dataset_id, roi in ((701, False), (702, True))]
+    verify(*folders)
+
+
+def smallest(folder, count, having=None):
+    files = sorted(folder.glob("case_*.nii.gz"), key=lambda p: p.stat().st_size)
+    if having is not None:
+        files = [f for f in files if np.any(sitk.GetArrayViewFromImage(sitk.ReadImage(str(f))) == having)]
+    return files[:count]
+
+
+@pytest.mark.integration
+def test_cts_painted_on_real_kits19_labels_pass_nnunet_verification(tmp_path, kits19_labels_dir):
+    source = synthesize(tmp_path / "kits19", labels_from=smallest(kits19_labels_dir, 2), layout="kits19", progress=False)
+    verify(*[convert_dataset(source, dataset_id, "kits19", roi=roi, raw_dir=tmp_path, progress=False)
+             for dataset_id, roi in ((711, False), (712, True))])
+
+
+@pytest.mark.integration
+def test_cts_painted_on_real_kits23_labels_pass_nnunet_verification(tmp_path, kits23_labels_dir):
+    source = synthesize(tmp_path / "kits23", labels_from=smallest(kits23_labels_dir, 1, having=3), layout="kits23",
+                        progress=False)
+    verify(*[convert_dataset(source, dataset_id, "kits23", roi=roi, keep_cyst=True, raw_dir=tmp_path, progress=False)
+             for dataset_id, roi in ((721, False), (722, True))])

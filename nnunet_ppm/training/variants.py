@@ -4,7 +4,8 @@ PPMTrainer_Xepochs keeps the paper's learning-rate milestones at 3/8, 5/8 and
 7/8 of the run. The `_debug` trainers run 2 epochs of 3 iterations (1
 validation iteration) and predict without test-time mirroring (their
 validation and any later prediction with them are 8x cheaper): enough to
-prove the plumbing on a CPU, nothing more.
+prove the plumbing on a CPU, nothing more. The `_cpuDemo` / `_gpuDemo` pairs
+give both methods the same budget in `nnunet_ppm demo`.
 nnUNetTrainer_debug is stock nnU-Net with that same budget, the baseline that
 PPMTrainer_debug is compared with in tests and the CPU demo.
 """
@@ -44,6 +45,16 @@ class DebugBudget(TrainingBudget):
         return configuration
 
 
+class CpuDemoBudget(TrainingBudget):
+    """`nnunet_ppm demo --budget cpu`: a few minutes per method on 2 CPU cores."""
+    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 5, 20, 4
+
+
+class GpuDemoBudget(TrainingBudget):
+    """`nnunet_ppm demo --budget gpu`: 30 epochs of 250 iterations per method."""
+    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 30, 250, 50
+
+
 class PPMTrainer_5epochs(TrainingBudget, PPMTrainer):
     budget_epochs = 5
 
@@ -69,4 +80,20 @@ class PPMTrainer_debug(DebugBudget, PPMTrainer):
 
 
 class nnUNetTrainer_debug(DebugBudget, nnUNetTrainer):
+    pass
+
+
+class PPMTrainer_cpuDemo(CpuDemoBudget, PPMTrainer):
+    pass
+
+
+class nnUNetTrainer_cpuDemo(CpuDemoBudget, nnUNetTrainer):
+    pass
+
+
+class PPMTrainer_gpuDemo(GpuDemoBudget, PPMTrainer):
+    pass
+
+
+class nnUNetTrainer_gpuDemo(GpuDemoBudget, nnUNetTrainer):
     pass

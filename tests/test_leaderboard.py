@@ -1,0 +1,166 @@
+"""`nnunet_ppm leaderboard` on nnU-Net result folders laid out by hand exactly as nnU-Net writes them,
+and `nnunet_ppm overlay`."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import wilcoxon
+
+from label_volumes import kidney_with_tumor, synthetic_ct, write_volume
+from nnunet_ppm.cli import main
+from nnunet_ppm.evaluation.leaderboard import paired_wilcoxon
+from nnunet_ppm.evaluation.methods import default_reference, display_names
+
+DATASET = "Dataset501_KidneyToy"
+DEFAULT = "nnUNetTrainer__nnUNetPlans__3d_fullres"
+PPM = "PPMTrainer__nnUNetPPMPlans__3d_fullres"
+SPACING = (2.0, 0.8, 0.8)
+DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "kidney": 1, "tumor": 2},
+                "numTraining": 6, "file_ending": ".nii.gz"}
+
+
+def dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def reference_labels(i):
+    return kidney_with_tumor(tumor_box=((5, 9), (7 + i % 3, 11 + i % 3), (8, 12)))
+
+
+def default_prediction(i):
+    """Kidney and tumor shifted by one voxel along x."""
+    return np.roll(reference_labels(i), 1, axis=2)
+
+
+def ppm_prediction(i):
+    """Kidney exact; tumor grown by one voxel along x in odd cases."""
+    labels = reference_labels(i)
+    if i % 2:
+        labels[5:9, 7 + i % 3:11 + i % 3, 12] = 2
+    return labels
+
+
+@pytest.fixture
+def trained_dataset(nnunet_dirs):
+    """nnUNet_raw / _preprocessed / _results of a 6-case dataset as nnU-Net leaves them after
+    plan_and_preprocess, 2-fold training of default nnU-Net and PPMTrainer, and validation.
+    PPMTrainer's fold 1 lacks case_005 (as if interrupted); a fold_all folder must be ignored."""
+    raw, preprocessed, results = (nnunet_dirs[k] / DATASET for k in ("nnUNet_raw", "nnUNet_preprocessed",
+                                                                     "nnUNet_results"))
+    for i in range(6):
+        labels = reference_labels(i)
+        write_volume(raw / "imagesTr" / f"case_{i:03d}_0000.nii.gz", synthetic_ct(labels, seed=i), SPACING)
+        write_volume(raw / "labelsTr" / f"case_{i:03d}.nii.gz", labels, SPACING)
+        write_volume(preprocessed / "gt_segmentations" / f"case_{i:03d}.nii.gz", labels, SPACING)
+    for folder in (raw, preprocessed):
+        (folder / "dataset.json").write_text(json.dumps(DATASET_JSON))
+    splits = [{"train": [f"case_{i:03d}" for i in range(6) if i % 2 != fold],
+               "val": [f"case_{i:03d}" for i in range(6) if i % 2 == fold]} for fold in (0, 1)]
+    (preprocessed / "splits_final.json").write_text(json.dumps(splits))
+    for method, predict in ((DEFAULT, default_prediction), (PPM, ppm_prediction)):
+        model = results / method
+        model.mkdir(parents=True)
+        (model / "dataset.json").write_text(json.dumps(DATASET_JSON))
+        (model / "plans.json").write_text(json.dumps({"dataset_name": DATASET}))
+        for fold, split in enumerate(splits):
+            validation = model / f"fold_{fold}" / "validation"
+            for case in split["val"]:
+                if not (method == PPM and case == "case_005"):
+                    write_volume(validation / f"{case}.nii.gz", predict(int(case[-3:])), SPACING)
+            (validation / "summary.json").write_text("{}")
+            (model / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(b"")
+        write_volume(model / "fold_all" / "validation" / "case_000.nii.gz", np.zeros((16, 24, 24), np.uint8), SPACING)
+    (results / "nnUNetTrainer__nnUNetPlans__2d").mkdir()  # planned, never trained: no dataset.json, no folds
+    return nnunet_dirs
+
+
+def test_cross_validation_leaderboard_from_nnunet_results(trained_dataset, capsys):
+    assert main(["leaderboard", "-d", "501", "-np", "1", "--overlay-cases", "1"]) == 0
+
+    output = trained_dataset["nnUNet_results"] / DATASET / "leaderboard"
+    common = [0, 1, 2, 3, 4]  # case_005 is missing from PPMTrainer
+    default_tumor = [dice(reference_labels(i) == 2, default_prediction(i) == 2) for i in common]
+    ppm_tumor = [dice(reference_labels(i) == 2, ppm_prediction(i) == 2) for i in common]
+    expected_p = wilcoxon(ppm_tumor, default_tumor).pvalue
+
+    rows = {row["method"]: row for row in csv.DictReader(open(output / "leaderboard.csv"))}
+    assert set(rows) == {DEFAULT, PPM}
+    assert rows[DEFAULT]["is_reference"] == "1" and rows[DEFAULT]["tumor_dice_p_value"] == ""
+    assert int(rows[PPM]["n_cases"]) == 5
+    assert float(rows[DEFAULT]["tumor_dice_mean"]) == pytest.approx(np.mean(default_tumor), abs=1e-5)
+    assert float(rows[PPM]["tumor_dice_mean"]) == pytest.approx(np.mean(ppm_tumor), abs=1e-5)
+    assert float(rows[PPM]["tumor_dice_p_value"]) == pytest.approx(expected_p, rel=1e-4)
+    ppm_kidney = [dice(reference_labels(i) == 1, ppm_prediction(i) == 1) for i in common]
+    assert float(rows[PPM]["kidney_dice_mean"]) == pytest.approx(np.mean(ppm_kidney), abs=1e-5)
+    assert rows[PPM]["tumor_sensitivity"] == "1" and rows[PPM]["tumor_specificity"] == ""
+
+    report = (output / "leaderboard.md").read_text()
+    assert "**n = 5 cases common to all methods** (cases predicted: nnUNetTrainer 6, PPMTrainer 5)" in report
+    difference = np.mean(ppm_tumor) - np.mean(default_tumor)
+    verdict = f"PPMTrainer vs nnUNetTrainer: tumor Dice {difference:+.3f}, p={expected_p:.2g}, n=5"
+    assert verdict in report and verdict in capsys.readouterr().out
+    assert "| nnUNetTrainer (reference) | 5 |" in report
+    assert "fold_all" not in report and "nnUNetTrainer__nnUNetPlans__2d: no dataset.json" in report
+    # worst case: largest tumor error of both methods; best: PPMTrainer exact (even case ids)
+    worst_line = next(line for line in report.splitlines() if line.startswith("- worst:"))
+    best_line = next(line for line in report.splitlines() if line.startswith("- best:"))
+    assert "[case_001](overlays/case_001.png)" in worst_line or "[case_003](overlays/case_003.png)" in worst_line
+    assert any(f"[case_00{i}](overlays/case_00{i}.png)" in best_line for i in (0, 2, 4))
+    assert sorted(p.name for p in (output / "overlays").iterdir()) == sorted(
+        [worst_line.split("[")[1].split("]")[0] + ".png", best_line.split("[")[1].split("]")[0] + ".png"])
+    assert (output / "dice_boxplot.png").stat().st_size > 0
+    per_case = list(csv.DictReader(open(output / "methods" / PPM / "metrics_per_case.csv")))
+    assert [row["case"] for row in per_case] == [f"case_{i:03d}" for i in common]
+    assert not list(output.rglob(".tmp-*"))
+
+
+def test_test_set_leaderboard_without_default_nnunet_has_no_p_values(trained_dataset, tmp_path):
+    results = trained_dataset["nnUNet_results"] / DATASET
+    raw = trained_dataset["nnUNet_raw"] / DATASET
+    folders = [f"ppm={results / PPM / 'fold_0' / 'validation'}", f"other={results / DEFAULT / 'fold_0' / 'validation'}"]
+    assert main(["leaderboard", "--pred", *folders, "-ref", str(raw / "labelsTr"), "-o", str(tmp_path / "lb"),
+                 "-np", "1", "--overlay-cases", "0"]) == 0
+    report = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "n = 3 cases common to all methods" in report and "no p-values" in report
+    assert "## Verdict" not in report and not (tmp_path / "lb" / "overlays").exists()
+
+    assert main(["leaderboard", "--pred", *folders, "-ref", str(raw / "labelsTr"), "-o", str(tmp_path / "lb2"),
+                 "-np", "1", "--reference", "other", "-i", str(raw / "imagesTr"), "--overlay-cases", "1"]) == 0
+    report = (tmp_path / "lb2" / "leaderboard.md").read_text()
+    assert "- ppm vs other: kidney Dice +" in report and len(list((tmp_path / "lb2" / "overlays").glob("*.png"))) == 2
+
+
+def test_leaderboard_refuses_an_unknown_reference(trained_dataset):
+    with pytest.raises(SystemExit, match="'nnUNetTrainer' is not one of the methods"):
+        main(["leaderboard", "-d", DATASET, "--reference", "nnUNetTrainer", "-np", "1"])
+
+
+def test_default_reference_is_stock_nnunet():
+    assert default_reference([PPM, DEFAULT, "nnUNetTrainer_debug__nnUNetPlans__3d_fullres"]) == DEFAULT
+    debug = "nnUNetTrainer_debug__nnUNetPlans__3d_fullres"
+    assert default_reference([PPM, debug, "PPMTrainer__nnUNetPlans__3d_fullres"]) == debug
+    assert default_reference([PPM, debug, "nnUNetTrainer_5epochs__nnUNetPlans__3d_fullres"]) is None
+    assert default_reference([PPM, "nnUNetTrainer__nnUNetPPMPlans__3d_fullres", "mine"]) is None
+
+
+def test_display_names_keep_what_differs():
+    assert display_names([DEFAULT, PPM]) == {DEFAULT: "nnUNetTrainer", PPM: "PPMTrainer"}
+    ablation = [DEFAULT, "nnUNetTrainer__nnUNetPPMPlans__3d_fullres"]
+    assert display_names(ablation) == {DEFAULT: "nnUNetTrainer__nnUNetPlans",
+                                       ablation[1]: "nnUNetTrainer__nnUNetPPMPlans"}
+    assert display_names(["mine", DEFAULT]) == {"mine": "mine", DEFAULT: DEFAULT}
+
+
+def test_paired_wilcoxon_of_identical_values_is_one():
+    assert paired_wilcoxon(np.array([0.5, 0.7, 0.9]), np.array([0.5, 0.7, 0.9])) == 1.0
+    assert paired_wilcoxon(np.arange(8) / 10, np.arange(8) / 10 + 0.05) == pytest.approx(
+        wilcoxon(np.arange(8) / 10, np.arange(8) / 10 + 0.05).pvalue)
+
+
+def test_overlay_command_writes_one_png_per_case(trained_dataset, tmp_path):
+    raw = trained_dataset["nnUNet_raw"] / DATASET
+    validation = trained_dataset["nnUNet_results"] / DATASET / DEFAULT / "fold_1" / "validation"
+    assert main(["overlay", "-i", str(raw / "imagesTr"), "-ref", str(raw / "labelsTr"),
+                 "--pred", f"nnU-Net={validation}", "-o", str(tmp_path / "png"), "--slices", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["case_001.png", "case_003.png", "case_005.png"]

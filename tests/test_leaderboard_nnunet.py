@@ -1,0 +1,58 @@
+"""`nnunet_ppm leaderboard -d` on real nnU-Net result folders: PPMTrainer_debug and nnUNetTrainer_debug,
+trained on the CPU on the shared tiny dataset, checked against nnU-Net's own validation summaries."""
+import csv
+import json
+import math
+
+import pytest
+from scipy.stats import wilcoxon
+
+from nnunet_runs import case_ids, run_command
+
+pytestmark = pytest.mark.integration
+
+
+def nnunet_dice(model_folder, case_id, label):
+    """Dice of one label in one case as nnU-Net's validation summary.json reports it (NaN: both empty)."""
+    summary = json.loads((model_folder / "fold_0" / "validation" / "summary.json").read_text())
+    case = next(c for c in summary["metric_per_case"] if c["prediction_file"].endswith(f"/{case_id}.nii.gz"))
+    return case["metrics"][str(label)]["Dice"]
+
+
+def test_leaderboard_of_two_cpu_trained_nnunet_result_folders(tiny_dataset, tmp_path):
+    ppm = tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
+    default = tiny_dataset.train("nnUNetTrainer_debug", "nnUNetPlans")
+    output = tmp_path / "leaderboard"
+
+    printed = run_command(["nnunet_ppm", "leaderboard", "-d", tiny_dataset.dataset_id, "-o", output, "-np", "1",
+                           "--overlay-cases", "1"], tiny_dataset.env).stdout
+
+    cases = case_ids(ppm / "fold_0" / "validation")
+    assert cases and cases == case_ids(default / "fold_0" / "validation")
+    rows = {row["method"]: row for row in csv.DictReader(open(output / "leaderboard.csv"))}
+    assert set(rows) == {ppm.name, default.name}
+    assert rows[default.name]["is_reference"] == "1" and rows[ppm.name]["is_reference"] == "0"
+    assert int(rows[ppm.name]["n_cases"]) == len(cases)
+    # per case, our kidney / tumor Dice equal nnU-Net's label 1 / label 2 Dice (where nnU-Net defines it)
+    dice = {}
+    for model in (ppm, default):
+        per_case = {row["case"]: row for row in csv.DictReader(open(output / "methods" / model.name /
+                                                                    "metrics_per_case.csv"))}
+        assert sorted(per_case) == cases
+        for structure, label in (("kidney", 1), ("tumor", 2)):
+            ours = [float(per_case[case][f"{structure}_dice"]) for case in cases]
+            theirs = [nnunet_dice(model, case, label) for case in cases]
+            assert [o if math.isnan(t) else pytest.approx(t, abs=1e-5) for o, t in zip(ours, theirs)] == ours
+            dice[model.name, structure] = ours
+    for structure in ("kidney", "tumor"):
+        mean_difference = (sum(dice[ppm.name, structure]) - sum(dice[default.name, structure])) / len(cases)
+        differences = [a - b for a, b in zip(dice[ppm.name, structure], dice[default.name, structure])]
+        p = 1.0 if not any(differences) else wilcoxon(dice[ppm.name, structure], dice[default.name, structure]).pvalue
+        assert float(rows[ppm.name][f"{structure}_dice_p_value"]) == pytest.approx(p, rel=1e-4)
+        verdict = f"PPMTrainer_debug vs nnUNetTrainer_debug: {structure} Dice {mean_difference:+.3f}"
+        assert verdict in printed and verdict in (output / "leaderboard.md").read_text()
+    report = (output / "leaderboard.md").read_text()
+    assert f"**n = {len(cases)} cases common to all methods**" in report
+    linked = [line.split("](")[1].split(")")[0] for line in report.splitlines() if line.startswith(("- worst", "- best"))]
+    assert linked and all((output / png).stat().st_size > 0 for png in linked)
+    assert (output / "dice_boxplot.png").stat().st_size > 0
