@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Tuple
 
-from nnunet_ppm.postprocessing.atomic_write import atomic_output_path
+from nnunet_ppm.atomic_io import atomic_output
 
 
 @dataclass(frozen=True)
@@ -78,5 +78,5 @@ class CRFParams:
 
     def to_json(self, json_file: str, **extra) -> None:
         """Write ``{"crf_params": ..., **extra}`` to ``json_file`` atomically."""
-        with atomic_output_path(json_file) as temporary, open(temporary, "w") as f:
+        with atomic_output(json_file) as temporary, open(temporary, "w") as f:
             json.dump({"crf_params": self.to_dict(), **extra}, f, indent=2)

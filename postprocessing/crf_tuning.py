@@ -2,20 +2,22 @@
 
 Each case is loaded once and post-processed with every grid point (the same
 pipeline as prediction: CRF, then the component rule when enabled). Dice is
-per label as in the paper's Eq. 2: kidney = label 1, tumor = label 2; a label
-absent from both reference and prediction counts as Dice 1.
+the project's evaluation (``nnunet_ppm.evaluation``): per label as in the
+paper's Eq. 2, the "kidney" and "tumor" structures of the dataset's label
+scheme; a structure absent from both reference and prediction counts as 1.
 """
 import itertools
 from dataclasses import replace
 from typing import Dict, List, Sequence
 
 import numpy as np
-from nnunetv2.evaluation.evaluate_predictions import compute_tp_fp_fn_tn
 
+from nnunet_ppm.evaluation.labels import LabelScheme
+from nnunet_ppm.evaluation.metrics import dice, mask_of
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings, postprocess_probabilities
 
-SCORED_LABELS = {"kidney": 1, "tumor": 2}
+SCORED_STRUCTURES = ("kidney", "tumor")
 
 DEFAULT_GRID: Dict[str, List[float]] = {
     "appearance_weight": [3.0, 5.0, 10.0],
@@ -31,23 +33,17 @@ def expand_grid(base: CRFParams, grid: Dict[str, Sequence]) -> List[CRFParams]:
             for values in itertools.product(*(grid[name] for name in names))]
 
 
-def dice_per_label(reference: np.ndarray, prediction: np.ndarray) -> Dict[str, float]:
-    """Dice of kidney (1) and tumor (2); 1.0 for a label absent from both."""
-    scores = {}
-    for name, label in SCORED_LABELS.items():
-        tp, fp, fn, _ = compute_tp_fp_fn_tn(reference == label, prediction == label)
-        scores[name] = 1.0 if tp + fp + fn == 0 else float(2 * tp / (2 * tp + fp + fn))
-    return scores
-
-
 def score_case(probabilities: np.ndarray, image: np.ndarray, reference: np.ndarray, spacing: Sequence[float],
-               candidates: List[CRFParams], settings: PostprocessingSettings, lr_axis=None) -> np.ndarray:
+               candidates: List[CRFParams], settings: PostprocessingSettings, scheme: LabelScheme,
+               lr_axis=None) -> np.ndarray:
     """Dice (kidney, tumor) of one case: row 0 without CRF, then one row per candidate; shape (1 + n, 2)."""
+    structures = scheme.structures()
+    references = [mask_of(reference, structures[name]) for name in SCORED_STRUCTURES]
     rows = []
     for use_crf, params in [(False, settings.crf_params)] + [(True, c) for c in candidates]:
         labels = postprocess_probabilities(probabilities, image, spacing,
                                            replace(settings, use_crf=use_crf, crf_params=params), lr_axis)
-        rows.append(list(dice_per_label(reference, labels).values()))
+        rows.append([dice(ref, mask_of(labels, structures[name])) for ref, name in zip(references, SCORED_STRUCTURES)])
     return np.asarray(rows)
 
 

@@ -1,7 +1,8 @@
 """Largest 18-connected component of kidney + tumor (paper, section II.B).
 
-Kidney and tumor voxels are taken together as one foreground mask and
-labelled with 18-connectivity (neighbours sharing a face or an edge, not
+Kidney and tumor voxels (every non-background label, so a cyst label counts
+as kidney too) are taken together as one foreground mask and labelled with
+18-connectivity (neighbours sharing a face or an edge, not
 those touching only at a corner). Voxels of every other component are set to
 background; labels inside the kept component are left as they are.
 
@@ -21,19 +22,18 @@ Both functions take and return label arrays in nnU-Net's array order and
 never modify their input, so they can be pickled into an nnU-Net
 ``postprocessing.pkl`` (see ``nnunet_pp_pkl``).
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cc3d
 import numpy as np
 
-KIDNEY_AND_TUMOR = (1, 2)
 CONNECTIVITY = 18
 
 
-def _foreground_components(segmentation: np.ndarray, foreground_labels: Sequence[int]):
+def _foreground_components(segmentation: np.ndarray, foreground_labels: Optional[Sequence[int]]):
     if segmentation.ndim != 3:
         raise ValueError(f"expected a 3D label array, got shape {segmentation.shape}")
-    mask = np.isin(segmentation, foreground_labels)
+    mask = segmentation != 0 if foreground_labels is None else np.isin(segmentation, foreground_labels)
     components, count = cc3d.connected_components(mask, connectivity=CONNECTIVITY, return_N=True)
     return mask, components, count
 
@@ -46,12 +46,12 @@ def _keep_components(segmentation: np.ndarray, mask: np.ndarray, components: np.
 
 
 def keep_largest_component(segmentation: np.ndarray,
-                           foreground_labels: Sequence[int] = KIDNEY_AND_TUMOR) -> np.ndarray:
+                           foreground_labels: Optional[Sequence[int]] = None) -> np.ndarray:
     """Keep the largest 18-connected component of ``foreground_labels`` taken together.
 
     Args:
         segmentation: 3D label array.
-        foreground_labels: labels that form the foreground mask (kidney 1, tumor 2).
+        foreground_labels: labels that form the foreground mask; None: every label but background 0.
 
     Returns:
         A copy in which foreground voxels outside the largest component are background (0).
@@ -66,13 +66,13 @@ def keep_largest_component(segmentation: np.ndarray,
 
 
 def keep_largest_component_per_side(segmentation: np.ndarray, lr_axis: int,
-                                    foreground_labels: Sequence[int] = KIDNEY_AND_TUMOR) -> np.ndarray:
+                                    foreground_labels: Optional[Sequence[int]] = None) -> np.ndarray:
     """Keep the largest 18-connected foreground component on each side of the image's left-right middle.
 
     Args:
         segmentation: 3D label array.
         lr_axis: array axis that runs left-right in the patient (see :func:`left_right_axis`).
-        foreground_labels: labels that form the foreground mask (kidney 1, tumor 2).
+        foreground_labels: labels that form the foreground mask; None: every label but background 0.
 
     Returns:
         A copy with at most two foreground components, one per side. An empty foreground stays empty.

@@ -11,14 +11,12 @@ label array alone, without probabilities or image, so the CRF cannot run
 there (use ``nnunet_ppm postprocess`` for it). Without the image geometry the
 per-side rule needs the left-right array axis written into the pickle.
 """
-import os
 from typing import Optional
 
 from batchgenerators.utilities.file_and_folder_operations import save_pickle
 
-from nnunet_ppm.postprocessing.atomic_write import atomic_output_path
-from nnunet_ppm.postprocessing.largest_component import (KIDNEY_AND_TUMOR, keep_largest_component,
-                                                         keep_largest_component_per_side)
+from nnunet_ppm.atomic_io import atomic_output
+from nnunet_ppm.postprocessing.largest_component import keep_largest_component, keep_largest_component_per_side
 
 LCC_MODES = ("largest", "per-side")
 
@@ -26,11 +24,11 @@ LCC_MODES = ("largest", "per-side")
 def component_rule(lcc_mode: str, lr_axis: Optional[int] = None):
     """(function, kwargs) of the largest-component rule ``lcc_mode`` ("largest" or "per-side")."""
     if lcc_mode == "largest":
-        return keep_largest_component, {"foreground_labels": KIDNEY_AND_TUMOR}
+        return keep_largest_component, {}
     if lcc_mode == "per-side":
         if lr_axis is None:
             raise ValueError("the per-side component rule needs the left-right array axis (lr_axis)")
-        return keep_largest_component_per_side, {"lr_axis": lr_axis, "foreground_labels": KIDNEY_AND_TUMOR}
+        return keep_largest_component_per_side, {"lr_axis": lr_axis}
     raise ValueError(f"unknown component rule {lcc_mode!r}; expected one of {LCC_MODES}")
 
 
@@ -43,5 +41,5 @@ def write_postprocessing_pkl(pkl_file: str, lcc_mode: str = "largest", lr_axis: 
         lr_axis: left-right array axis, required for "per-side" (2 for axial scans with identity direction).
     """
     function, kwargs = component_rule(lcc_mode, lr_axis)
-    with atomic_output_path(os.path.abspath(pkl_file)) as temporary:
-        save_pickle(([function], [kwargs]), temporary)
+    with atomic_output(pkl_file) as temporary:
+        save_pickle(([function], [kwargs]), str(temporary))

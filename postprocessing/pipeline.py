@@ -12,7 +12,7 @@ import numpy as np
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 
 from nnunet_ppm.postprocessing.argmax import argmax_labels
-from nnunet_ppm.postprocessing.atomic_write import atomic_output_path
+from nnunet_ppm.atomic_io import atomic_output
 from nnunet_ppm.postprocessing.case_geometry import check_case_geometry
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.dense_crf import dense_crf
@@ -98,5 +98,5 @@ def postprocess_and_write_case(case_id: str, probabilities: np.ndarray, properti
     lr_axis = lr_axis_for(case_id, properties, settings)
     image = read_case_ct(case_id, probabilities.shape, properties, image_files, reader_writer)
     labels = postprocess_probabilities(probabilities, image, properties["spacing"], settings, lr_axis)
-    with atomic_output_path(output_file) as temporary:
-        reader_writer.write_seg(labels, temporary, properties)
+    with atomic_output(output_file) as temporary:
+        reader_writer.write_seg(labels, str(temporary), properties)

@@ -16,7 +16,7 @@ from typing import Tuple
 from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p, save_json
 
 from nnunet_ppm.dataset_conversion.case_pool import run_per_case
-from nnunet_ppm.postprocessing.atomic_write import atomic_output_path
+from nnunet_ppm.atomic_io import atomic_output
 from nnunet_ppm.postprocessing.cli_options import add_lcc_mode_argument, add_postprocessing_arguments, settings_from_args
 from nnunet_ppm.postprocessing.nnunet_pp_pkl import write_postprocessing_pkl
 from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings, postprocess_and_write_case
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     case_ids = folder.case_ids()
     maybe_mkdir_p(args.output_folder)
     for name, content in (("dataset.json", folder.dataset_json), ("plans.json", folder.plans)):
-        with atomic_output_path(join(args.output_folder, name)) as temporary:
-            save_json(content, temporary, sort_keys=False)
+        with atomic_output(join(args.output_folder, name)) as temporary:
+            save_json(content, str(temporary), sort_keys=False)
     tasks = [(folder, case_id, args.raw_folder, args.output_folder, settings) for case_id in case_ids]
     run_per_case(_postprocess_one, tasks, args.num_processes, "post-processing", not args.disable_progress_bar)
     print(f"post-processed {len(case_ids)} case(s) into {args.output_folder}")

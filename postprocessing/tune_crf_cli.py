@@ -19,6 +19,7 @@ import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isfile, join
 
 from nnunet_ppm.dataset_conversion.case_pool import run_per_case
+from nnunet_ppm.evaluation.labels import scheme_from_labels
 from nnunet_ppm.postprocessing.cli_options import add_crf_backend_argument, add_lcc_mode_argument
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.crf_tuning import DEFAULT_GRID, expand_grid, score_case, summarize
@@ -54,7 +55,7 @@ def _score_one(case_id: str, folder: PredictionFolder, raw_folder: str, referenc
     if reference.shape != image.shape:
         raise ValueError(f"case {case_id}: reference has shape {reference.shape}, image {image.shape}")
     return score_case(probabilities, image, reference, properties["spacing"], candidates, settings,
-                      lr_axis_for(case_id, properties, settings))
+                      scheme_from_labels(folder.dataset_json["labels"]), lr_axis_for(case_id, properties, settings))
 
 
 def run(args: argparse.Namespace) -> int:

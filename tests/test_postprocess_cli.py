@@ -91,4 +91,4 @@ def test_per_side_pkl_holds_the_axis(tmp_path):
     with open(tmp_path / "pp.pkl", "rb") as f:
         functions, kwargs = pickle.load(f)
     assert [f.__name__ for f in functions] == ["keep_largest_component_per_side"]
-    assert kwargs == [{"lr_axis": 0, "foreground_labels": (1, 2)}]
+    assert kwargs == [{"lr_axis": 0}]

@@ -34,7 +34,7 @@ from nnunetv2.utilities.helpers import empty_cache
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from tqdm import tqdm
 
-from nnunet_ppm.postprocessing.atomic_write import atomic_output_path
+from nnunet_ppm.atomic_io import atomic_output
 from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings, postprocess_and_write_case
 from nnunet_ppm.postprocessing.vote_aggregation import SubVolumeVotes
 
@@ -63,10 +63,10 @@ def export_postprocessed_prediction(logits: np.ndarray, properties: dict, config
         logits, plans_manager, configuration_manager, label_manager, properties, return_probabilities=True)
     del logits
     if save_probabilities:
-        with atomic_output_path(output_file_truncated + ".npz") as temporary:
-            np.savez_compressed(temporary, probabilities=probabilities)
-        with atomic_output_path(output_file_truncated + ".pkl") as temporary:
-            save_pickle(properties, temporary)
+        with atomic_output(output_file_truncated + ".npz") as temporary:
+            np.savez_compressed(str(temporary), probabilities=probabilities)
+        with atomic_output(output_file_truncated + ".pkl") as temporary:
+            save_pickle(properties, str(temporary))
     postprocess_and_write_case(os.path.basename(output_file_truncated), probabilities, properties, image_files,
                                output_file_truncated + dataset_json["file_ending"],
                                plans_manager.image_reader_writer_class(), settings)
