@@ -156,10 +156,12 @@ def main() -> None:
         print(" | ".join(rows[-1]), flush=True)
 
     if args.record:
+        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
         header = ["step", "size", "voxels", "backend", "wall s", "CPU s", "process max RSS GiB",
                   "agreement with pydensecrf", "agreement where pydensecrf changed the argmax"]
         record(f"Post-processing per case (benchmarks/postprocessing_speed.py, {args.probabilities} probabilities, "
-               f"spacing {tuple(round(s, 2) for s in spacing)} mm, {os.cpu_count()} cores)", header, rows,
+               f"spacing {tuple(round(s, 2) for s in spacing)} mm, {os.cpu_count()} cores, load average at the end "
+               f"{load})", header, rows,
                torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 

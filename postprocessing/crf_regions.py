@@ -16,6 +16,16 @@ import numpy as np
 Box = Tuple[slice, ...]
 
 
+def _bounding_boxes(mask: np.ndarray, connectivity: int) -> np.ndarray:
+    """(components, 3, 2) start/stop of the bounding box of every connected part of ``mask``."""
+    components, count = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)
+    if count == 0:
+        return np.zeros((0, 3, 2), int)
+    extents = cc3d.statistics(components, no_slice_conversion=True)["bounding_boxes"][1:].reshape(-1, 3, 2)
+    extents[:, :, 1] += 1
+    return extents
+
+
 def foreground_boxes(foreground: np.ndarray, margin: Sequence[int]) -> List[Box]:
     """Bounding boxes of the connected parts of ``foreground`` grown by ``margin`` voxels, overlaps merged.
 
@@ -25,26 +35,22 @@ def foreground_boxes(foreground: np.ndarray, margin: Sequence[int]) -> List[Box]
 
     Returns:
         Disjoint boxes (tuples of slices) clipped to the array; empty if there is no foreground.
+        Merging paints the boxes and takes the bounding boxes of the painted parts until their
+        number stops falling (linear in the volume, however many speckles the prediction has).
     """
-    components, count = cc3d.connected_components(foreground, connectivity=26, return_N=True)
-    if count == 0:
-        return []
-    extents = cc3d.statistics(components, no_slice_conversion=True)["bounding_boxes"][1:].reshape(-1, 3, 2)
+    extents = _bounding_boxes(foreground, 26)
     shape = np.array(foreground.shape)
-    starts = np.maximum(extents[:, :, 0] - margin, 0)
-    stops = np.minimum(extents[:, :, 1] + 1 + np.asarray(margin), shape)
-    boxes = [(start, stop) for start, stop in zip(starts, stops)]
-    merged = True
-    while merged:
-        merged = False
-        for a, b in itertools.combinations(range(len(boxes)), 2):
-            (start_a, stop_a), (start_b, stop_b) = boxes[a], boxes[b]
-            if np.all(start_a < stop_b) and np.all(start_b < stop_a):
-                boxes[a] = (np.minimum(start_a, start_b), np.maximum(stop_a, stop_b))
-                del boxes[b]
-                merged = True
-                break
-    return [tuple(slice(int(lo), int(hi)) for lo, hi in zip(start, stop)) for start, stop in boxes]
+    extents[:, :, 0] = np.maximum(extents[:, :, 0] - np.asarray(margin), 0)
+    extents[:, :, 1] = np.minimum(extents[:, :, 1] + np.asarray(margin), shape)
+    while len(extents) > 1:
+        painted = np.zeros(foreground.shape, bool)
+        for extent in extents:
+            painted[tuple(slice(lo, hi) for lo, hi in extent)] = True
+        merged = _bounding_boxes(painted, 6)
+        if len(merged) == len(extents):
+            break
+        extents = merged
+    return [tuple(slice(int(lo), int(hi)) for lo, hi in extent) for extent in extents]
 
 
 def split_into_blocks(box: Box, max_voxels: int, overlap: Sequence[int]) -> List[Tuple[Box, Box]]:
