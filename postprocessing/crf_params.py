@@ -72,11 +72,11 @@ class CRFParams:
     @classmethod
     def from_json(cls, json_file: str) -> "CRFParams":
         """Read parameters written by ``to_json`` or ``nnunet_ppm tune-crf`` (missing keys keep their default)."""
-        with open(json_file) as f:
+        with open(json_file, encoding="utf-8") as f:
             values = json.load(f)
         return cls.from_dict(values.get("crf_params", values), source=json_file)
 
     def to_json(self, json_file: str, **extra) -> None:
         """Write ``{"crf_params": ..., **extra}`` to ``json_file`` atomically."""
-        with atomic_output(json_file) as temporary, open(temporary, "w") as f:
+        with atomic_output(json_file) as temporary, open(temporary, "w", encoding="utf-8") as f:
             json.dump({"crf_params": self.to_dict(), **extra}, f, indent=2)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     base = CRFParams.from_json(args.base_params) if args.base_params else CRFParams()
     grid = DEFAULT_GRID
     if args.grid:
-        with open(args.grid) as f:
+        with open(args.grid, encoding="utf-8") as f:
             grid = json.load(f)
     candidates = expand_grid(base, grid)
     settings = PostprocessingSettings(use_lcc=not args.no_lcc, lcc_mode=args.lcc_mode, crf_params=base,

@@ -87,7 +87,7 @@ def test_params_json_round_trip_and_unknown_key(tmp_path):
     params = CRFParams(appearance_weight=7.5, hu_window=(-100.0, 400.0))
     params.to_json(str(tmp_path / "crf.json"), mean_dice=0.9)
     assert CRFParams.from_json(str(tmp_path / "crf.json")) == params
-    (tmp_path / "bad.json").write_text(json.dumps({"appearance_wieght": 3}))
+    (tmp_path / "bad.json").write_text(json.dumps({"appearance_wieght": 3}), encoding="utf-8")
     with pytest.raises(ValueError, match="bad.json.*appearance_wieght"):
         CRFParams.from_json(str(tmp_path / "bad.json"))
 

@@ -19,13 +19,13 @@ def test_tune_crf_writes_the_best_grid_point(tmp_path):
         write_image(truth, spacing, str(tmp_path / "ref" / f"{case_id}.nii.gz"))
     write_predict_folder(str(tmp_path / "pred"), str(tmp_path / "raw"), cases, spacing)
     grid = {"appearance_weight": [0.0, 5.0], "smoothness_weight": [0.0, 3.0]}
-    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    (tmp_path / "grid.json").write_text(json.dumps(grid), encoding="utf-8")
 
     run_command(["nnunet_ppm", "tune-crf", "-i", tmp_path / "pred", "-r", tmp_path / "raw", "-ref", tmp_path / "ref",
                  "-o", tmp_path / "crf.json", "--grid", tmp_path / "grid.json", "-np", "2", "--disable_progress_bar"],
                 dict(os.environ))
 
-    written = json.loads((tmp_path / "crf.json").read_text())
+    written = json.loads((tmp_path / "crf.json").read_text(encoding="utf-8"))
     table = written["tuning"]["grid_results"]
     assert len(table) == 4
     best_row = max(table, key=lambda row: row["mean_dice"])
