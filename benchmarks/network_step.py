@@ -114,7 +114,7 @@ def record(title: str, header: List[str], rows: List[List[str]], device: torch.d
     lines = [f"\n### {title}\n", f"{date.today()} · commit {_commit()} · {_machine(device)} · torch {torch.__version__}\n\n",
              "| " + " | ".join(header) + " |\n", "|" + "---|" * len(header) + "\n"]
     lines += ["| " + " | ".join(r) + " |\n" for r in rows]
-    with RESULTS.open("a") as f:
+    with RESULTS.open("a", encoding="utf-8") as f:
         f.writelines(lines)
 
 

@@ -239,7 +239,7 @@ def convert_dataset(src: PathLike, dataset_id: int, layout: str = "roi", *, name
                         "invalid": {case: items for case, items in sorted(problems.items())}})
         if window is not None:
             manifest = sorted((o for r in converted for o in r.outputs), key=lambda o: o["roi_case"])
-            (staging / MANIFEST_NAME).write_text("[\n" + ",\n".join(json.dumps(entry) for entry in manifest) + "\n]\n")
+            (staging / MANIFEST_NAME).write_text("[\n" + ",\n".join(json.dumps(entry) for entry in manifest) + "\n]\n", encoding="utf-8")
     _print_summary(folder, found.skipped, problems, results, num_training, held_out)
     return folder
 

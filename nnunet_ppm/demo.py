@@ -88,7 +88,7 @@ class StepRunner:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.commands = out / "commands.sh"
         self.commands.write_text("#!/usr/bin/env bash\n# the commands `nnunet_ppm demo` ran, in order\nset -e\n"
-                                 + "".join(f"export {n}={shlex.quote(env[n])}\n" for n in NNUNET_FOLDERS))
+                                 + "".join(f"export {n}={shlex.quote(env[n])}\n" for n in NNUNET_FOLDERS), encoding="utf-8")
         self.timings: List[str] = []
 
     def run(self, title: str, command: Sequence[str], extra_env: Optional[Dict[str, str]] = None) -> str:
@@ -96,13 +96,13 @@ class StepRunner:
         command = [str(c) for c in command]
         log = self.logs / f"{self.done:02d}_{command[0]}.log"
         print(f"[{self.done}/{self.total}] {title}\n        $ {shlex.join(command)}", flush=True)
-        with self.commands.open("a") as f:
+        with self.commands.open("a", encoding="utf-8") as f:
             f.write(" ".join(f"{k}={v}" for k, v in (extra_env or {}).items()) + (" " if extra_env else "")
                     + shlex.join(command) + "\n")
         start = time.time()
         result = subprocess.run(command, env={**self.env, **(extra_env or {})}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        log.write_text(result.stdout)
+                                stderr=subprocess.STDOUT, encoding="utf-8", errors="replace")
+        log.write_text(result.stdout, encoding="utf-8")
         seconds = time.time() - start
         self.timings.append(f"| {self.done} | {title} | {seconds:.0f} s |")
         if result.returncode != 0:
@@ -154,7 +154,7 @@ results `{env['nnUNet_results']}`.
 {chr(10).join(timings)}
 """
     tmp = out / ".README.md.tmp"
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, out / "README.md")
 
 

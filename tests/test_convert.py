@@ -25,7 +25,7 @@ def read_array(path):
 def test_roi_layout_becomes_an_nnunet_raw_dataset(tiny_roi_source, tmp_path):
     folder = convert_dataset(tiny_roi_source, 501, raw_dir=tmp_path, progress=False)
     assert folder == tmp_path / "Dataset501_KidneyTumor"
-    dataset = json.loads((folder / "dataset.json").read_text())
+    dataset = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     assert dataset["channel_names"] == {"0": "CT"}
     assert dataset["labels"] == {"background": 0, "kidney": 1, "tumor": 2}
     assert dataset["numTraining"] == 3 and dataset["file_ending"] == ".nii.gz"
@@ -45,7 +45,7 @@ def test_held_out_split_is_seeded_and_moves_whole_patients(tiny_roi_source, tmp_
     again = convert_dataset(tiny_roi_source, 502, raw_dir=tmp_path / "b", test_fraction=0.34, split_seed=3, progress=False)
     for folder in (first, again):
         assert len(list((folder / "imagesTr").iterdir())) == 2 and len(list((folder / "imagesTs").iterdir())) == 1
-        assert json.loads((folder / "dataset.json").read_text())["numTraining"] == 2
+        assert json.loads((folder / "dataset.json").read_text(encoding="utf-8"))["numTraining"] == 2
     assert sorted(p.name for p in (first / "labelsTs").iterdir()) == sorted(p.name for p in (again / "labelsTs").iterdir())
     with pytest.raises(ValueError, match="at least one must stay for training"):
         convert_dataset(tiny_roi_source, 503, raw_dir=tmp_path / "c", test_cases=3, progress=False)
@@ -86,7 +86,7 @@ def source_index_grids(box, roi_shape):
 
 def test_manifest_boxes_map_roi_voxels_back_to_their_source_voxels(kits19_source, tmp_path):
     folder = convert_dataset(kits19_source, 520, "kits19", roi=True, keep_healthy=True, raw_dir=tmp_path, progress=False)
-    manifest = json.loads((folder / "roi_manifest.json").read_text())
+    manifest = json.loads((folder / "roi_manifest.json").read_text(encoding="utf-8"))
     assert [set(entry) for entry in manifest] == [{"roi_case", "source_case", "side", "box"}] * 4
     assert sorted(e["roi_case"] for e in manifest) == ["case_00000_left", "case_00000_right", "case_00001_left", "case_00001_right"]
     padded = 0
@@ -112,7 +112,7 @@ def test_manifest_boxes_map_roi_voxels_back_to_their_source_voxels(kits19_source
 def test_each_roi_holds_every_voxel_of_its_kidney(kits19_source, tmp_path):
     folder = convert_dataset(kits19_source, 521, "kits19", roi=True, roi_size="90mm", keep_healthy=True,
                              raw_dir=tmp_path, progress=False)
-    manifest = {(e["source_case"], e["side"]): e["box"] for e in json.loads((folder / "roi_manifest.json").read_text())}
+    manifest = {(e["source_case"], e["side"]): e["box"] for e in json.loads((folder / "roi_manifest.json").read_text(encoding="utf-8"))}
     for case in ("case_00000", "case_00001"):
         label_image = sitk.ReadImage(str(kits19_source / "data" / case / "segmentation.nii.gz"))
         label = sitk.GetArrayViewFromImage(label_image)
@@ -131,9 +131,9 @@ def test_each_roi_holds_every_voxel_of_its_kidney(kits19_source, tmp_path):
 
 def test_only_tumor_kidneys_by_default_and_patients_split_whole(kits19_source, tmp_path):
     everything = json.loads((convert_dataset(kits19_source, 522, "kits19", roi=True, keep_healthy=True,
-                                             raw_dir=tmp_path / "a", progress=False) / "roi_manifest.json").read_text())
+                                             raw_dir=tmp_path / "a", progress=False) / "roi_manifest.json").read_text(encoding="utf-8"))
     folder = convert_dataset(kits19_source, 522, "kits19", roi=True, test_cases=1, raw_dir=tmp_path / "b", progress=False)
-    tumor_rois = json.loads((folder / "roi_manifest.json").read_text())
+    tumor_rois = json.loads((folder / "roi_manifest.json").read_text(encoding="utf-8"))
     assert 2 <= len(tumor_rois) < len(everything)
     for entry in tumor_rois:
         assert np.any(read_array(next(folder.glob(f"labels*/{entry['roi_case']}.nii.gz"))) == 2)
@@ -146,7 +146,7 @@ def test_workers_give_the_same_dataset(kits19_source, tmp_path):
     one = convert_dataset(kits19_source, 523, "kits19", roi=True, keep_healthy=True, raw_dir=tmp_path / "1", progress=False)
     two = convert_dataset(kits19_source, 523, "kits19", roi=True, keep_healthy=True, raw_dir=tmp_path / "2",
                           num_processes=2, progress=False)
-    assert (one / "roi_manifest.json").read_text() == (two / "roi_manifest.json").read_text()
+    assert (one / "roi_manifest.json").read_text(encoding="utf-8") == (two / "roi_manifest.json").read_text(encoding="utf-8")
     for path in sorted((one / "imagesTr").iterdir()) + sorted((one / "labelsTr").iterdir()):
         assert np.array_equal(read_array(path), read_array(two / path.parent.name / path.name))
 
@@ -160,7 +160,7 @@ def test_kits19_reports_and_skips_cases_without_imaging_or_labels(kits19_source,
     shutil.copy(source / "case_00000" / "imaging.nii.gz", source / "case_00210")
     folder = convert_dataset(source, 524, "kits19", raw_dir=tmp_path / "raw", progress=False)
     assert sorted(p.name for p in (folder / "labelsTr").iterdir()) == ["case_00000.nii.gz", "case_00001.nii.gz"]
-    skipped = json.loads((folder / "dataset.json").read_text())["nnunet_ppm"]["skipped"]
+    skipped = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))["nnunet_ppm"]["skipped"]
     assert skipped == {"case_00007": "no imaging", "case_00210": "no segmentation"}
 
 
@@ -180,8 +180,8 @@ def test_cysts_merge_into_kidney_unless_kept(kits_sources_with_cyst, tmp_path, l
     sub = "data" if layout == "kits21" else "dataset"
     merged = convert_dataset(source, 530, layout, raw_dir=tmp_path / "merged", progress=False)
     kept = convert_dataset(source, 530, layout, keep_cyst=True, raw_dir=tmp_path / "kept", progress=False)
-    assert json.loads((kept / "dataset.json").read_text())["labels"]["cyst"] == 3
-    assert "cyst" not in json.loads((merged / "dataset.json").read_text())["labels"]
+    assert json.loads((kept / "dataset.json").read_text(encoding="utf-8"))["labels"]["cyst"] == 3
+    assert "cyst" not in json.loads((merged / "dataset.json").read_text(encoding="utf-8"))["labels"]
     for case in ("case_00000", "case_00001"):
         original = read_array(source / sub / case / f"{seg_name}.nii.gz")
         assert np.array_equal(read_array(kept / "labelsTr" / f"{case}.nii.gz"), original)

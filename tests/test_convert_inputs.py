@@ -116,7 +116,7 @@ def test_all_problems_are_reported_at_once_and_skip_invalid_converts_the_rest(va
     assert sorted(error.value.problems) == sorted(f"bad_{kind}" for kind in kinds)
     folder = convert_dataset(source, 511, raw_dir=tmp_path / "raw", skip_invalid=True, progress=False)
     assert sorted(p.name for p in (folder / "labelsTr").iterdir()) == ["synth_000.nii.gz", "synth_001.nii.gz"]
-    recorded = json.loads((folder / "dataset.json").read_text())["nnunet_ppm"]["invalid"]
+    recorded = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))["nnunet_ppm"]["invalid"]
     assert sorted(recorded) == sorted(f"bad_{kind}" for kind in kinds)
     assert checksums(source) == before
 

@@ -82,7 +82,7 @@ def test_evaluate_command_writes_case_table_and_summary(tmp_path):
         write_pair(tmp_path, case_id, ref, pred, spacing)
     write_volume(tmp_path / "ref" / "case_e.nii.gz", healthy, spacing)  # no prediction for this one
     (tmp_path / "dataset.json").write_text(json.dumps(
-        {"labels": {"background": 0, "kidney": 1, "tumor": 2}, "file_ending": ".nii.gz"}))
+        {"labels": {"background": 0, "kidney": 1, "tumor": 2}, "file_ending": ".nii.gz"}), encoding="utf-8")
 
     assert main(["evaluate", "-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"),
                  "-o", str(tmp_path / "out"), "-np", "1"]) == 0
@@ -95,7 +95,7 @@ def test_evaluate_command_writes_case_table_and_summary(tmp_path):
     overlap_b = 4 * 4 * 3
     assert float(rows[1]["tumor_dice"]) == pytest.approx(2 * overlap_b / (2 * tumor_voxels_b), abs=1e-5)
     assert float(rows[2]["tumor_volume_prediction_ml"]) == pytest.approx(2 * 2 * 2 * 2.0 * 0.8 * 0.8 / 1000)
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert summary["n_cases"] == 4 and summary["cases_without_prediction"] == ["case_e"]
     assert summary["tumor_detection"] == {"TP": 2, "FP": 1, "FN": 0, "TN": 1, "sensitivity": 1.0,
                                           "specificity": 0.5}
@@ -103,7 +103,7 @@ def test_evaluate_command_writes_case_table_and_summary(tmp_path):
     assert summary["structures"]["tumor"]["dice"]["mean"] == pytest.approx(np.mean(tumor_dice), abs=1e-5)
     assert summary["structures"]["tumor"]["dice"]["std"] == pytest.approx(np.std(tumor_dice, ddof=1), abs=1e-5)
     assert summary["dataset_json"] == str((tmp_path / "dataset.json").resolve())
-    for text in ((tmp_path / "out" / "metrics_per_case.csv").read_text(), json.dumps(summary)):
+    for text in ((tmp_path / "out" / "metrics_per_case.csv").read_text(encoding="utf-8"), json.dumps(summary)):
         assert "nan" not in text.lower()
     assert not list((tmp_path / "out").glob(".tmp-*"))
 
@@ -113,7 +113,7 @@ def test_evaluate_entry_point_reports_orphan_predictions(tmp_path):
     (tmp_path / "ref" / "case_a.nii.gz").rename(tmp_path / "ref" / "case_z.nii.gz")
     finished = subprocess.run([sys.executable, "-m", "nnunet_ppm.cli", "evaluate", "-ref", str(tmp_path / "ref"),
                                "-pred", str(tmp_path / "pred"), "-o", str(tmp_path / "out")],
-                              capture_output=True, text=True)
+                              capture_output=True, encoding="utf-8", errors="replace")
     assert finished.returncode != 0
     assert "have no reference .nii.gz file" in finished.stderr and "case_a" in finished.stderr
     assert not (tmp_path / "out").exists()
@@ -144,7 +144,7 @@ def test_kits23_regions_on_real_labels(kits23_labels_dir, tmp_path):
 
 def test_evaluate_never_writes_into_the_prediction_folder(tmp_path):
     write_pair(tmp_path, "case_a", kidney_with_tumor(), kidney_with_tumor())
-    (tmp_path / "pred" / "summary.json").write_text("nnU-Net's")
+    (tmp_path / "pred" / "summary.json").write_text("nnU-Net's", encoding="utf-8")
     with pytest.raises(SystemExit, match="not -ref or -pred"):
         main(["evaluate", "-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"), "-o", str(tmp_path / "pred")])
-    assert (tmp_path / "pred" / "summary.json").read_text() == "nnU-Net's"
+    assert (tmp_path / "pred" / "summary.json").read_text(encoding="utf-8") == "nnU-Net's"

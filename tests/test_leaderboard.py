@@ -54,21 +54,21 @@ def trained_dataset(nnunet_dirs):
         write_volume(raw / "labelsTr" / f"case_{i:03d}.nii.gz", labels, SPACING)
         write_volume(preprocessed / "gt_segmentations" / f"case_{i:03d}.nii.gz", labels, SPACING)
     for folder in (raw, preprocessed):
-        (folder / "dataset.json").write_text(json.dumps(DATASET_JSON))
+        (folder / "dataset.json").write_text(json.dumps(DATASET_JSON), encoding="utf-8")
     splits = [{"train": [f"case_{i:03d}" for i in range(6) if i % 2 != fold],
                "val": [f"case_{i:03d}" for i in range(6) if i % 2 == fold]} for fold in (0, 1)]
-    (preprocessed / "splits_final.json").write_text(json.dumps(splits))
+    (preprocessed / "splits_final.json").write_text(json.dumps(splits), encoding="utf-8")
     for method, predict in ((DEFAULT, default_prediction), (PPM, ppm_prediction)):
         model = results / method
         model.mkdir(parents=True)
-        (model / "dataset.json").write_text(json.dumps(DATASET_JSON))
-        (model / "plans.json").write_text(json.dumps({"dataset_name": DATASET}))
+        (model / "dataset.json").write_text(json.dumps(DATASET_JSON), encoding="utf-8")
+        (model / "plans.json").write_text(json.dumps({"dataset_name": DATASET}), encoding="utf-8")
         for fold, split in enumerate(splits):
             validation = model / f"fold_{fold}" / "validation"
             for case in split["val"]:
                 if not (method == PPM and case == "case_005"):
                     write_volume(validation / f"{case}.nii.gz", predict(int(case[-3:])), SPACING)
-            (validation / "summary.json").write_text("{}")
+            (validation / "summary.json").write_text("{}", encoding="utf-8")
             (model / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(b"")
         write_volume(model / "fold_all" / "validation" / "case_000.nii.gz", np.zeros((16, 24, 24), np.uint8), SPACING)
     (results / "nnUNetTrainer__nnUNetPlans__2d").mkdir()  # planned, never trained: no dataset.json, no folds
@@ -95,7 +95,7 @@ def test_cross_validation_leaderboard_from_nnunet_results(trained_dataset, capsy
     assert float(rows[PPM]["kidney_dice_mean"]) == pytest.approx(np.mean(ppm_kidney), abs=1e-5)
     assert rows[PPM]["tumor_sensitivity"] == "1" and rows[PPM]["tumor_specificity"] == ""
 
-    report = (output / "leaderboard.md").read_text()
+    report = (output / "leaderboard.md").read_text(encoding="utf-8")
     assert "**n = 5 cases common to all methods** (cases predicted: nnUNetTrainer 6, PPMTrainer 5)" in report
     difference = np.mean(ppm_tumor) - np.mean(default_tumor)
     verdict = f"PPMTrainer vs nnUNetTrainer: tumor Dice {difference:+.3f}, p={expected_p:.2g}, n=5"
@@ -121,13 +121,13 @@ def test_test_set_leaderboard_without_default_nnunet_has_no_p_values(trained_dat
     folders = [f"ppm={results / PPM / 'fold_0' / 'validation'}", f"other={results / DEFAULT / 'fold_0' / 'validation'}"]
     assert main(["leaderboard", "--pred", *folders, "-ref", str(raw / "labelsTr"), "-o", str(tmp_path / "lb"),
                  "-np", "1", "--overlay-cases", "0"]) == 0
-    report = (tmp_path / "lb" / "leaderboard.md").read_text()
+    report = (tmp_path / "lb" / "leaderboard.md").read_text(encoding="utf-8")
     assert "n = 3 cases common to all methods" in report and "no p-values" in report
     assert "## Verdict" not in report and not (tmp_path / "lb" / "overlays").exists()
 
     assert main(["leaderboard", "--pred", *folders, "-ref", str(raw / "labelsTr"), "-o", str(tmp_path / "lb2"),
                  "-np", "1", "--reference", "other", "-i", str(raw / "imagesTr"), "--overlay-cases", "1"]) == 0
-    report = (tmp_path / "lb2" / "leaderboard.md").read_text()
+    report = (tmp_path / "lb2" / "leaderboard.md").read_text(encoding="utf-8")
     assert "- ppm vs other: kidney Dice +" in report and len(list((tmp_path / "lb2" / "overlays").glob("*.png"))) == 2
 
 

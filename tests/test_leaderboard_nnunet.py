@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def nnunet_dice(model_folder, case_id, label):
     """Dice of one label in one case as nnU-Net's validation summary.json reports it (NaN: both empty)."""
-    summary = json.loads((model_folder / "fold_0" / "validation" / "summary.json").read_text())
+    summary = json.loads((model_folder / "fold_0" / "validation" / "summary.json").read_text(encoding="utf-8"))
     case = next(c for c in summary["metric_per_case"] if c["prediction_file"].endswith(f"/{case_id}.nii.gz"))
     return case["metrics"][str(label)]["Dice"]
 
@@ -50,8 +50,8 @@ def test_leaderboard_of_two_cpu_trained_nnunet_result_folders(tiny_dataset, tmp_
         p = 1.0 if not any(differences) else wilcoxon(dice[ppm.name, structure], dice[default.name, structure]).pvalue
         assert float(rows[ppm.name][f"{structure}_dice_p_value"]) == pytest.approx(p, rel=1e-4)
         verdict = f"PPMTrainer_debug vs nnUNetTrainer_debug: {structure} Dice {mean_difference:+.3f}"
-        assert verdict in printed and verdict in (output / "leaderboard.md").read_text()
-    report = (output / "leaderboard.md").read_text()
+        assert verdict in printed and verdict in (output / "leaderboard.md").read_text(encoding="utf-8")
+    report = (output / "leaderboard.md").read_text(encoding="utf-8")
     assert f"**n = {len(cases)} cases common to all methods**" in report
     linked = [line.split("](")[1].split(")")[0] for line in report.splitlines() if line.startswith(("- worst", "- best"))]
     assert linked and all((output / png).stat().st_size > 0 for png in linked)

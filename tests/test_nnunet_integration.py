@@ -112,8 +112,8 @@ def test_preprocessed_case_is_the_papers_formula(tiny_env):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     ds = tiny_env
-    plans = json.loads((ds.preprocessed / "nnUNetPPMPlans.json").read_text())
-    dataset_json = json.loads((ds.raw / "dataset.json").read_text())
+    plans = json.loads((ds.preprocessed / "nnUNetPPMPlans.json").read_text(encoding="utf-8"))
+    dataset_json = json.loads((ds.raw / "dataset.json").read_text(encoding="utf-8"))
     images = sorted((ds.raw / "imagesTr").glob("*_0000.nii.gz"))
     voxels = np.concatenate([sitk.GetArrayFromImage(sitk.ReadImage(str(f))).ravel() for f in images])
     m = ((np.clip(voxels.astype(np.float64), -200, 500) + 200) / 700).mean()

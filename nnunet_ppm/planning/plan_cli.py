@@ -17,7 +17,7 @@ from nnunet_ppm.planning.ppm_plans import (BATCH_SIZE, CONFIGURATION, PLANS_NAME
 
 def _write_json_atomically(obj: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=4))
+    tmp.write_text(json.dumps(obj, indent=4), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -35,8 +35,8 @@ def plan_dataset(dataset: str, patch_size: Optional[Sequence[int]] = None, batch
             raise PlanningError(f"{dataset_name}: {needed} not found. nnUNetPPMPlans is derived from nnU-Net's own "
                                 f"fingerprint and plans: run `nnUNetv2_plan_and_preprocess -d {dataset} "
                                 f"-c {CONFIGURATION}` (or nnUNetv2_extract_fingerprint + nnUNetv2_plan_experiment) first")
-    nnunet_plans = json.loads(nnunet_plans_file.read_text())
-    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    nnunet_plans = json.loads(nnunet_plans_file.read_text(encoding="utf-8"))
+    dataset_json = json.loads((preprocessed / "dataset.json").read_text(encoding="utf-8"))
 
     cases = get_filenames_of_train_images_and_targets(str(Path(nnUNet_raw) / dataset_name), dataset_json)
     reader_writer_class = PlansManager(nnunet_plans).image_reader_writer_class
