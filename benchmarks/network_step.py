@@ -15,10 +15,7 @@ appends the rows to benchmarks/RESULTS.md with date, commit, device and torch ve
 import argparse
 import itertools
 import resource
-import subprocess
 import time
-from datetime import date
-from pathlib import Path
 from typing import Callable, Dict, List
 
 import torch
@@ -28,8 +25,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nnunet_ppm.network import FCNPPM
 from nnunet_ppm.planning.ppm_plans import ppm_architecture, pooling_strides
+from results import record
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -93,29 +90,6 @@ def time_training_step(net: torch.nn.Module, batch: int, patch, num_classes: int
     voxels = batch * torch.tensor(patch).prod().item()
     return {"ms": seconds * 1e3, "voxels_per_s": voxels / seconds, "tflop": flop / 1e12,
             "tflops": flop / seconds / 1e12, "peak_gib": peak}
-
-
-def _machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU, {torch.get_num_threads()} threads"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def record(title: str, header: List[str], rows: List[List[str]], device: torch.device) -> None:
-    """Append a dated table to benchmarks/RESULTS.md."""
-    lines = [f"\n### {title}\n", f"{date.today()} · commit {_commit()} · {_machine(device)} · torch {torch.__version__}\n\n",
-             "| " + " | ".join(header) + " |\n", "|" + "---|" * len(header) + "\n"]
-    lines += ["| " + " | ".join(r) + " |\n" for r in rows]
-    with RESULTS.open("a", encoding="utf-8") as f:
-        f.writelines(lines)
 
 
 def main() -> None:

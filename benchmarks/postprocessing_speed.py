@@ -23,15 +23,13 @@ import argparse
 import concurrent.futures
 import multiprocessing
 import os
-import sys
 import time
 from typing import Callable, Dict, Tuple
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from network_step import record  # noqa: E402  (benchmarks/ is not a package)
+from results import record  # benchmarks/ is not a package: the script's folder is on sys.path
 
 ROI_SHAPE = (200, 150, 150)
 
