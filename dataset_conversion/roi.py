@@ -64,7 +64,15 @@ class RoiWindow:
     margin: Length = Length(10, "mm")
 
     def describe(self) -> dict:
-        return {"in_plane": f"{self.in_plane[0]}x{self.in_plane[1]}", "margin": str(self.margin)}
+        """{"in_plane": "150x150" or "110x100mm", "margin": "10mm"}: what dataset.json records; see from_description."""
+        first, second = self.in_plane
+        unit = "mm" if first.unit == "mm" else ""
+        return {"in_plane": f"{first.value:g}x{second.value:g}{unit}", "margin": str(self.margin)}
+
+    @classmethod
+    def from_description(cls, description: dict) -> "RoiWindow":
+        """The window that :meth:`describe` described (e.g. read back from a ROI dataset's dataset.json)."""
+        return cls(parse_in_plane_size(description["in_plane"]), parse_length(description["margin"]))
 
 
 def parse_length(text: str) -> Length:
@@ -133,18 +141,29 @@ class Kidney:
     bounds: Box
 
 
-def find_kidneys(label_image: sitk.Image) -> List[Kidney]:
-    """The kidneys of a label map (0 background, 1 kidney, 2 tumor, 3 cyst), right before left."""
-    label = sitk.GetArrayViewFromImage(label_image)
-    kidneys_map, count = kidney_map(label, label_image.GetSpacing()[::-1])
+def kidney_sides(label_image: sitk.Image) -> Tuple[np.ndarray, List[str]]:
+    """:func:`kidney_map` of a label map with each kidney's side: (map, sides), sides[i] for kidney i + 1.
+
+    Used by :func:`find_kidneys` and by the atlases of whole-CT localisation,
+    so both tell the kidneys and their sides apart the same way.
+    """
+    kidneys_map, count = kidney_map(sitk.GetArrayViewFromImage(label_image), label_image.GetSpacing()[::-1])
     if count == 0:
-        return []
-    statistics = cc3d.statistics(kidneys_map)
-    centroids, bounding_boxes = statistics["centroids"][1:], statistics["bounding_boxes"][1:]
+        return kidneys_map, []
+    centroids = cc3d.statistics(kidneys_map)["centroids"][1:]
     physical_x = [label_image.TransformContinuousIndexToPhysicalPoint(tuple(float(c) for c in centroid[::-1]))[0]
                   for centroid in centroids]
     centre = tuple((s - 1) / 2 for s in label_image.GetSize())
-    sides = sides_from_x(physical_x, label_image.TransformContinuousIndexToPhysicalPoint(centre)[0])
+    return kidneys_map, sides_from_x(physical_x, label_image.TransformContinuousIndexToPhysicalPoint(centre)[0])
+
+
+def find_kidneys(label_image: sitk.Image) -> List[Kidney]:
+    """The kidneys of a label map (0 background, 1 kidney, 2 tumor, 3 cyst), right before left."""
+    label = sitk.GetArrayViewFromImage(label_image)
+    kidneys_map, sides = kidney_sides(label_image)
+    if not sides:
+        return []
+    bounding_boxes = cc3d.statistics(kidneys_map)["bounding_boxes"][1:]
     kidneys = []
     for index, bounding_slices in enumerate(bounding_boxes):
         in_kidney = kidneys_map[bounding_slices] == index + 1
