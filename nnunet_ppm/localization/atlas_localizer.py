@@ -1,0 +1,86 @@
+"""Multi-atlas kidney localisation (paper section II, its reference [4]).
+
+Every atlas is registered to the CT at the atlases' low resolution
+(:mod:`.registration`), its kidneys are laid over the CT, the kidney masks are
+fused (:mod:`.fusion`), and each fused kidney's region becomes a box in the
+CT's full-resolution voxel indices, grown by DEFAULT_KIDNEY_MARGIN_MM (about
+two low-resolution voxels: registered atlases put a kidney's ends that far
+off). An atlas that fails to register is left out and named in the notes.
+"""
+import math
+from typing import List, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunet_ppm.dataset_conversion.roi import Box
+from nnunet_ppm.localization.atlas_set import AtlasSet
+from nnunet_ppm.localization.fusion import fuse_kidneys
+from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney
+from nnunet_ppm.localization.registration import (RegistrationError, RegistrationSettings, RegistrationTarget,
+                                                  register_atlas, warp_sides)
+
+DEFAULT_KIDNEY_MARGIN_MM = 10.0
+
+
+def region_box(region: np.ndarray, grid: sitk.Image, image: sitk.Image) -> Box:
+    """The box of `image` voxels (array order, half-open, clipped) covering the voxels of `region` on `grid`.
+
+    `region` is a boolean array on the low-resolution `grid`; every full-resolution
+    voxel whose centre lies inside one of its voxels is inside the box.
+    """
+    voxels = np.argwhere(region)
+    low, high = voxels.min(axis=0) - 0.5, voxels.max(axis=0) + 0.5  # outer faces, continuous index (z y x)
+    corners = [(z, y, x) for z in (low[0], high[0]) for y in (low[1], high[1]) for x in (low[2], high[2])]
+    indices = np.array([image.TransformPhysicalPointToContinuousIndex(
+        grid.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))) for z, y, x in corners])[:, ::-1]
+    shape = image.GetSize()[::-1]
+    box = []
+    for axis in range(3):
+        start = math.ceil(indices[:, axis].min() - 1e-6)  # first voxel centre at or after the face
+        stop = math.floor(indices[:, axis].max() + 1e-6) + 1
+        box.append((min(max(start, 0), shape[axis]), min(max(stop, 0), shape[axis])))
+    return tuple(box)
+
+
+class AtlasLocalizer(KidneyLocalizer):
+    """Kidneys from atlases registered to the CT, fused by majority vote.
+
+    Args:
+        atlas_set: the atlases (``nnunet_ppm atlas build``).
+        settings: registration settings.
+        kidney_margin_mm: see :class:`~.localizer.KidneyLocalizer`.
+    """
+
+    name = "atlas"
+
+    def __init__(self, atlas_set: AtlasSet, settings: RegistrationSettings = RegistrationSettings(),
+                 kidney_margin_mm: float = DEFAULT_KIDNEY_MARGIN_MM):
+        super().__init__(kidney_margin_mm)
+        self.atlas_set = atlas_set
+        self.registration = settings
+
+    def settings(self) -> dict:
+        return {"atlases": str(self.atlas_set.folder), "atlas_names": [a.name for a in self.atlas_set.atlases],
+                "spacing_mm": self.atlas_set.spacing_mm, "registration": self.registration.describe()}
+
+    def warped_atlases(self, target: RegistrationTarget) -> Tuple[List[np.ndarray], List[str]]:
+        """Every atlas's side-coded kidneys on the CT's low-resolution grid, and notes on atlases that failed."""
+        warped, notes = [], []
+        for atlas in self.atlas_set.atlases:
+            try:
+                warped.append(warp_sides(atlas, register_atlas(target, atlas, self.registration), target))
+            except RegistrationError as error:
+                notes.append(f"left out: {error}")
+        return warped, notes
+
+    def find(self, ct: CtCase) -> Tuple[List[LocatedKidney], List[str]]:
+        target = RegistrationTarget.from_ct(ct.image, self.atlas_set.spacing_mm, self.registration)
+        warped, notes = self.warped_atlases(target)
+        kidneys = []
+        for fused in fuse_kidneys(warped):
+            kidneys.append(LocatedKidney(fused.side, region_box(fused.region, target.image, ct.image),
+                                         fused.confidence))
+            notes.append(f"{fused.side} kidney: {fused.supporters} of {len(warped)} atlases agree"
+                         + (" (no majority; weak consensus)" if fused.weak else ""))
+        return kidneys, notes

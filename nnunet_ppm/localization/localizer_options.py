@@ -1,0 +1,47 @@
+"""Command-line options that choose and set up a kidney localiser (shared by `localize` and `predict-ct`)."""
+import argparse
+
+import torch
+
+from nnunet_ppm.localization.atlas_localizer import DEFAULT_KIDNEY_MARGIN_MM
+from nnunet_ppm.localization.localizer import KidneyLocalizer
+from nnunet_ppm.localization.registration import RegistrationSettings
+
+DEFAULT_ITERATIONS = RegistrationSettings().affine_iterations
+
+
+def add_localizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """--atlases | --coarse-model | --boxes, and their settings."""
+    group = parser.add_argument_group("kidney localisation (exactly one of --atlases, --coarse-model, --boxes)")
+    choice = group.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--atlases", metavar="ATLAS_DIR",
+                        help="multi-atlas registration (the paper's way) with the atlases of `nnunet_ppm atlas build`")
+    choice.add_argument("--coarse-model", metavar="MODEL_FOLDER",
+                        help="a trained nnU-Net model folder that segments whole CTs (e.g. "
+                             "nnUNet_results/DatasetXXX/nnUNetTrainer__nnUNetPlans__3d_lowres)")
+    choice.add_argument("--boxes", metavar="JSON", help="kidney boxes per CT, as `nnunet_ppm localize` writes them")
+    group.add_argument("--registration-iterations", type=int, default=DEFAULT_ITERATIONS,
+                       help=f"affine iterations per resolution level (--atlases; default {DEFAULT_ITERATIONS})")
+    group.add_argument("--deformable", action="store_true", help="add B-spline refinement (--atlases)")
+    group.add_argument("--coarse-folds", nargs="+", default=["0"], help="folds of --coarse-model (default 0)")
+    group.add_argument("--coarse-checkpoint", default="checkpoint_final.pth", help="checkpoint of --coarse-model")
+    group.add_argument("--kidney-margin", type=float, default=None, metavar="MM",
+                       help="grow every kidney box by this much before the ROI window is applied (default: "
+                            f"{DEFAULT_KIDNEY_MARGIN_MM:g} with --atlases, else 0)")
+
+
+def localizer_from_args(args: argparse.Namespace, device: torch.device) -> KidneyLocalizer:
+    """The localiser the options of :func:`add_localizer_arguments` ask for."""
+    if args.atlases:
+        from nnunet_ppm.localization.atlas_localizer import AtlasLocalizer
+        from nnunet_ppm.localization.atlas_set import load_atlases
+        settings = RegistrationSettings(affine_iterations=args.registration_iterations, deformable=args.deformable)
+        margin = DEFAULT_KIDNEY_MARGIN_MM if args.kidney_margin is None else args.kidney_margin
+        return AtlasLocalizer(load_atlases(args.atlases), settings, margin)
+    margin = args.kidney_margin or 0.0
+    if args.coarse_model:
+        from nnunet_ppm.localization.nnunet_localizer import NnunetLocalizer
+        folds = [f if f == "all" else int(f) for f in args.coarse_folds]
+        return NnunetLocalizer(args.coarse_model, folds, args.coarse_checkpoint, device, margin)
+    from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer
+    return BoxesLocalizer(args.boxes, margin)

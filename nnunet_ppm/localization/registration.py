@@ -1,0 +1,217 @@
+"""Register an atlas's kidney region to a CT at low resolution with SimpleITK (paper section II, its reference [4]).
+
+Transforms map points of the CT (fixed image) to points of the atlas (moving
+image), as SimpleITK's registration returns them, so
+``sitk.Resample(atlas.sides, target.image, transform, nearest neighbour)``
+lays the atlas's kidneys over the CT. Three steps, each started where the
+previous one ended, all on :func:`~.low_resolution.registration_intensities`:
+
+1. **Search**: left-right and front-back offsets from the body centres; along
+   the patient's long axis an exhaustive search (SimpleITK's exhaustive
+   optimizer, Mattes mutual information) on a coarser copy of both images,
+   over every position that puts the atlas's kidneys inside the CT. CTs cover
+   anything from the kidneys alone to chest and pelvis, so this axis cannot
+   simply start at the image centres.
+2. **Affine**: multi-resolution affine registration (Mattes mutual
+   information, regular-step gradient descent, scales from physical shifts)
+   of the atlas's kidney region against the part of the CT around where the
+   search put it.
+3. **Each kidney**: a translation on top of the affine transform, registering
+   one kidney's region of the atlas (``kidney_region_mm`` around it) at a time:
+   the two kidneys sit differently from one patient to the next (one lower,
+   one further out), which one affine transform of both cannot follow.
+4. **Deformable** (optional): a B-spline transform on top of each kidney's
+   transform, L-BFGS-B.
+
+:func:`register_atlas` returns one transform per side; :func:`warp_sides`
+lays each kidney over the CT with its own.
+"""
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunet_ppm.localization.atlas_set import SIDE_CODES, Atlas
+from nnunet_ppm.localization.low_resolution import (body_centre, physical_extent, registration_intensities,
+                                                    resample_ct)
+
+MIN_CROP_VOXELS = 8  # the affine step needs some CT around the atlas (and room for its shrink factors)
+
+class RegistrationError(Exception):
+    """An atlas could not be registered to a CT."""
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """How hard registration tries. The defaults are for use; tests use fewer iterations.
+
+    Attributes:
+        affine_iterations: gradient-descent iterations per resolution level.
+        shrink_factors / smoothing_sigmas: the affine step's resolution levels (sigmas in voxels).
+        sampling_fraction: share of voxels the metric samples (random, seeded by `seed`).
+        histogram_bins: Mattes mutual information bins.
+        search_step_mm: step of the exhaustive search along the patient axis.
+        search_shrink: the search runs on images shrunk by this factor.
+        crop_margin_mm: how much CT around the searched position the affine step sees.
+        kidney_region_mm: atlas region around one kidney that step 3 registers.
+        kidney_iterations: gradient-descent iterations of step 3.
+        deformable: add the B-spline step.
+        bspline_mesh_size: B-spline control mesh (per axis) over the cropped CT.
+        bspline_iterations: L-BFGS-B iterations of the B-spline step.
+    """
+
+    affine_iterations: int = 50
+    shrink_factors: Tuple[int, ...] = (2, 1)
+    smoothing_sigmas: Tuple[float, ...] = (1.0, 0.0)
+    sampling_fraction: float = 0.25
+    histogram_bins: int = 32
+    search_step_mm: float = 8.0
+    search_shrink: int = 2
+    crop_margin_mm: float = 20.0
+    kidney_region_mm: float = 20.0
+    kidney_iterations: int = 50
+    deformable: bool = False
+    bspline_mesh_size: int = 3
+    bspline_iterations: int = 20
+    seed: int = 0
+
+    def describe(self) -> dict:
+        return {name: (list(value) if isinstance(value, tuple) else value) for name, value in vars(self).items()}
+
+
+@dataclass
+class RegistrationTarget:
+    """A CT prepared once for registering every atlas: low resolution, its coarse copy and its body centre."""
+
+    image: sitk.Image
+    coarse: sitk.Image
+    body_centre: np.ndarray
+
+    @classmethod
+    def from_ct(cls, ct: sitk.Image, spacing_mm: float, settings: RegistrationSettings) -> "RegistrationTarget":
+        low_res = resample_ct(ct, spacing_mm)
+        image = registration_intensities(low_res)
+        return cls(image, sitk.BinShrink(image, [settings.search_shrink] * 3), body_centre(low_res))
+
+
+def _metric(settings: RegistrationSettings, sampled: bool) -> sitk.ImageRegistrationMethod:
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(settings.histogram_bins)
+    method.SetInterpolator(sitk.sitkLinear)
+    if sampled:
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        method.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
+    return method
+
+
+def search_translation(target: RegistrationTarget, atlas: Atlas, settings: RegistrationSettings) -> np.ndarray:
+    """Step 1: the (x, y, z) offset (mm, CT -> atlas) with the best mutual information along the patient axis."""
+    offset = np.asarray(atlas.body_centre, dtype=float) - target.body_centre
+    z_low, z_high = physical_extent(target.coarse, 2)
+    kidney_z = atlas.kidney_centre[2]
+    # offsets that map some CT slice onto the atlas's kidney centre
+    first, last = kidney_z - z_high, kidney_z - z_low
+    steps = int(np.ceil((last - first) / 2 / settings.search_step_mm))
+    offset[2] = (first + last) / 2
+    transform = sitk.TranslationTransform(3, offset.tolist())
+    method = _metric(settings, sampled=False)
+    method.SetOptimizerAsExhaustive([0, 0, steps], stepLength=settings.search_step_mm)
+    method.SetOptimizerScales([1.0, 1.0, 1.0])
+    method.SetInitialTransform(transform, inPlace=True)
+    moving = sitk.BinShrink(atlas.registration_image, [settings.search_shrink] * 3)
+    method.Execute(target.coarse, moving)
+    return np.asarray(transform.GetOffset())
+
+
+def _crop_around(image: sitk.Image, region: sitk.Image, to_region: sitk.Transform, margin_mm: float) -> sitk.Image:
+    """The part of `image` that `to_region` maps onto `region` (its corners), plus `margin_mm`; clipped to the image."""
+    size = region.GetSize()
+    corners = [region.TransformIndexToPhysicalPoint([i * (size[0] - 1), j * (size[1] - 1), k * (size[2] - 1)])
+               for i in (0, 1) for j in (0, 1) for k in (0, 1)]
+    back = to_region.GetInverse()
+    indices = np.array([image.TransformPhysicalPointToContinuousIndex(back.TransformPoint(c)) for c in corners])
+    margin = margin_mm / min(image.GetSpacing())
+    low = np.clip(np.floor(indices.min(axis=0) - margin).astype(int), 0, image.GetSize())
+    high = np.clip(np.ceil(indices.max(axis=0) + margin).astype(int) + 1, 0, image.GetSize())
+    if np.any(high - low < MIN_CROP_VOXELS):
+        raise RegistrationError("the atlas's kidney region lies outside the CT after the search")
+    return sitk.RegionOfInterest(image, (high - low).tolist(), low.tolist())
+
+
+def register_affine(fixed: sitk.Image, atlas: Atlas, offset: np.ndarray,
+                    settings: RegistrationSettings) -> sitk.AffineTransform:
+    """Step 2: multi-resolution affine registration started at the translation `offset`."""
+    transform = sitk.AffineTransform(3)
+    transform.SetCenter((atlas.kidney_centre - offset).tolist())  # the kidneys' centre in CT coordinates
+    transform.SetTranslation(offset.tolist())
+    method = _metric(settings, sampled=True)
+    method.SetOptimizerAsRegularStepGradientDescent(learningRate=8.0, minStep=0.2,
+                                                    numberOfIterations=settings.affine_iterations,
+                                                    relaxationFactor=0.7)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel(list(settings.shrink_factors))
+    method.SetSmoothingSigmasPerLevel(list(settings.smoothing_sigmas))
+    method.SetInitialTransform(transform, inPlace=True)
+    method.Execute(fixed, atlas.registration_image)
+    return transform
+
+
+def register_deformable(fixed: sitk.Image, atlas: Atlas, affine: sitk.Transform,
+                        settings: RegistrationSettings) -> sitk.Transform:
+    """Step 3: a B-spline refinement on top of `affine`; returns their composition."""
+    bspline = sitk.BSplineTransformInitializer(fixed, [settings.bspline_mesh_size] * 3)
+    method = _metric(settings, sampled=True)
+    method.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=settings.bspline_iterations)
+    method.SetMovingInitialTransform(affine)
+    method.SetInitialTransform(bspline, inPlace=True)
+    method.Execute(fixed, atlas.registration_image)
+    return sitk.CompositeTransform([affine, bspline])
+
+
+def refine_kidney(target: RegistrationTarget, atlas: Atlas, side: str, transform: sitk.Transform,
+                  settings: RegistrationSettings) -> sitk.Transform:
+    """Step 3: a translation of one kidney (`side`) on top of `transform`; returns their composition."""
+    voxels = np.argwhere(sitk.GetArrayViewFromImage(atlas.sides) == SIDE_CODES[side])
+    margin = int(np.ceil(settings.kidney_region_mm / min(atlas.sides.GetSpacing())))
+    shape = np.asarray(atlas.sides.GetSize()[::-1])
+    low, high = np.maximum(voxels.min(axis=0) - margin, 0), np.minimum(voxels.max(axis=0) + 1 + margin, shape)
+    moving = sitk.RegionOfInterest(atlas.registration_image, (high - low)[::-1].tolist(), low[::-1].tolist())
+    fixed = _crop_around(target.image, moving, transform, settings.crop_margin_mm)
+    translation = sitk.TranslationTransform(3)
+    method = _metric(settings, sampled=True)
+    method.SetOptimizerAsRegularStepGradientDescent(learningRate=4.0, minStep=0.2,
+                                                    numberOfIterations=settings.kidney_iterations,
+                                                    relaxationFactor=0.7)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetMovingInitialTransform(transform)
+    method.SetInitialTransform(translation, inPlace=True)
+    method.Execute(fixed, moving)
+    return sitk.CompositeTransform([transform, translation])
+
+
+def register_atlas(target: RegistrationTarget, atlas: Atlas, settings: RegistrationSettings) -> Dict[str, sitk.Transform]:
+    """All steps: per side, the transform mapping CT points to atlas points. Raises RegistrationError when it fails."""
+    try:
+        offset = search_translation(target, atlas, settings)
+        fixed = _crop_around(target.image, atlas.registration_image, sitk.TranslationTransform(3, offset.tolist()),
+                             settings.crop_margin_mm)
+        affine = register_affine(fixed, atlas, offset, settings)
+        transforms = {}
+        for side in SIDE_CODES:
+            transforms[side] = refine_kidney(target, atlas, side, affine, settings)
+            if settings.deformable:
+                transforms[side] = register_deformable(fixed, atlas, transforms[side], settings)
+    except RuntimeError as error:  # SimpleITK reports failures (e.g. no overlap left) as RuntimeError
+        raise RegistrationError(f"atlas {atlas.name}: {str(error).strip().splitlines()[-1]}") from error
+    return transforms
+
+
+def warp_sides(atlas: Atlas, transforms: Dict[str, sitk.Transform], target: RegistrationTarget) -> np.ndarray:
+    """The atlas's side-coded kidneys, each laid over the CT's low-resolution grid with its transform (z y x)."""
+    warped = np.zeros(sitk.GetArrayViewFromImage(target.image).shape, np.uint8)
+    for side, code in SIDE_CODES.items():
+        kidney = sitk.Resample(sitk.Cast(atlas.sides == code, sitk.sitkUInt8), target.image, transforms[side],
+                               sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        warped[(sitk.GetArrayViewFromImage(kidney) > 0) & (warped == 0)] = code
+    return warped

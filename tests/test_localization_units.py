@@ -1,0 +1,166 @@
+"""Kidney localisation pieces on small arrays: fusion, atlas choice, boxes, low-res -> full-res boxes, CT folders."""
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_ppm.dataset_conversion.orientation import KITS_DIRECTION
+from nnunet_ppm.dataset_conversion.roi import Length, RoiWindow
+from nnunet_ppm.localization.atlas_localizer import region_box
+from nnunet_ppm.localization.atlas_selection import k_medoids
+from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer
+from nnunet_ppm.localization.fusion import fuse_kidneys, majority_vote
+from nnunet_ppm.localization.localizer import CtCase, ct_cases, grow_box
+from nnunet_ppm.localization.low_resolution import low_resolution_grid, resample_mask
+
+
+def _image(shape, spacing=(0.8, 0.8, 2.5), direction=None, origin=(10.0, -20.0, 5.0)):
+    image = sitk.GetImageFromArray(np.zeros(shape, np.int16))
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    if direction is not None:
+        image.SetDirection(direction)
+    return image
+
+
+def test_majority_vote_ties_go_to_background():
+    a = np.array([[[0, 1, 1, 2]]], np.uint8)
+    b = np.array([[[1, 1, 0, 2]]], np.uint8)
+    c = np.array([[[2, 0, 0, 0]]], np.uint8)
+    assert majority_vote([a, b, c]).tolist() == [[[0, 1, 0, 2]]]
+    assert majority_vote([a, b]).tolist() == [[[0, 1, 0, 2]]], "one vote each for 0 and 1: background"
+
+
+def test_fusion_takes_the_supporting_atlases_union_and_leaves_out_a_stray_atlas():
+    shape = (1, 1, 20)
+    right_masks = [slice(2, 8), slice(4, 10), slice(3, 9), slice(15, 19)]  # the last atlas is lost elsewhere
+    warped = []
+    for part in right_masks:
+        array = np.zeros(shape, np.uint8)
+        array[0, 0, part] = 1
+        warped.append(array)
+    (right,) = fuse_kidneys(warped)
+    assert right.side == "right" and not right.weak and right.supporters == 3
+    assert np.flatnonzero(right.majority[0, 0]).tolist() == [4, 5, 6, 7], "3 of 4 votes; 2 against 2 is a tie"
+    assert np.flatnonzero(right.region[0, 0]).tolist() == list(range(2, 10)), "union of the three that agree"
+    assert right.confidence == pytest.approx(np.mean([0.8, 0.8, 0.8, 0.0])), "mean Dice with the majority"
+
+
+def test_fusion_without_majority_uses_weak_consensus_or_finds_nothing():
+    shape = (1, 1, 30)
+    warped = []
+    for part in (slice(0, 10), slice(8, 18), slice(16, 26), slice(27, 30)):
+        array = np.zeros(shape, np.uint8)
+        array[0, 0, part] = 2
+        warped.append(array)
+    (left,) = fuse_kidneys(warped)
+    assert left.side == "left" and left.weak and left.confidence == 0.0
+    assert left.supporters == 3, "the seed (2 votes at 8-9 and 16-17) touches the first three atlases"
+    assert np.flatnonzero(left.region[0, 0]).tolist() == list(range(0, 26))
+    lonely = [np.zeros(shape, np.uint8) for _ in range(3)]
+    lonely[0][0, 0, 5] = 1
+    assert fuse_kidneys(lonely) == [], "a kidney only one atlas sees is not found"
+
+
+def test_k_medoids_picks_the_centres_of_groups_not_outliers():
+    points = np.array([[0, 0], [0.1, 0], [0, 0.1], [-0.1, 0], [5, 5], [5.1, 5], [5, 5.1], [4.9, 5], [2.5, -1]])
+    distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    medoids, assignment = k_medoids(distances, 2)
+    assert sorted(medoids) == [0, 4]
+    assert assignment.tolist() == [medoids.index(0)] * 4 + [medoids.index(4)] * 4 + [medoids.index(0)]
+    assert k_medoids(distances[:2, :2], 3)[0] == [0, 1], "fewer cases than atlases: all of them"
+
+
+@pytest.mark.parametrize("direction", [None, KITS_DIRECTION])
+def test_region_box_covers_every_full_resolution_voxel_of_the_low_resolution_region(direction):
+    ct = _image((40, 30, 50), direction=direction)
+    grid = low_resolution_grid(ct, 4.0)
+    region = np.zeros(sitk.GetArrayViewFromImage(grid).shape, bool)
+    region[2:4, 3:5, 1:3] = True
+    box = region_box(region, grid, ct)
+    mask = sitk.GetImageFromArray(region.astype(np.uint8))
+    mask.CopyInformation(grid)
+    inside = sitk.GetArrayFromImage(sitk.Resample(mask, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
+    voxels = np.argwhere(inside)
+    assert len(voxels)
+    assert [(int(lo), int(hi) + 1) for lo, hi in zip(voxels.min(0), voxels.max(0))] == list(box), "exactly covering"
+
+
+def test_resample_mask_keeps_volume_and_place():
+    ct = _image((40, 60, 60), spacing=(0.8, 0.8, 1.0))
+    array = np.zeros((40, 60, 60), np.uint8)
+    array[10:30, 20:44, 12:36] = 1
+    mask = sitk.GetImageFromArray(array)
+    mask.CopyInformation(ct)
+    low = resample_mask(mask, 4.0)
+    assert low.GetSpacing() == (4.0, 4.0, 4.0) and low.GetDirection() == ct.GetDirection()
+    low_ml = sitk.GetArrayViewFromImage(low).sum() * 64 / 1000
+    assert low_ml == pytest.approx(array.sum() * 0.64 / 1000, rel=0.25)
+    centre = lambda image: np.asarray(image.TransformContinuousIndexToPhysicalPoint(  # noqa: E731
+        np.argwhere(sitk.GetArrayViewFromImage(image) > 0).mean(0)[::-1].tolist()))
+    assert np.allclose(centre(low), centre(mask), atol=2.0)
+
+
+def test_grow_box_clips_to_the_image():
+    assert grow_box(((2, 5), (0, 10), (8, 9)), 3.0, (3.0, 1.0, 2.0), (6, 10, 10)) == ((1, 6), (0, 10), (6, 10))
+
+
+def _ct_folder(tmp_path, names):
+    for name in names:
+        sitk.WriteImage(_image((4, 5, 6)), str(tmp_path / name))
+    return tmp_path
+
+
+def test_ct_cases_take_nnunet_naming_and_refuse_more_channels(tmp_path):
+    folder = _ct_folder(tmp_path, ["b_0000.nii.gz", "a_1_0000.nrrd"])
+    (folder / "notes_0000.txt").write_text("not an image")
+    assert [(c.case_id, c.path.name) for c in ct_cases(folder)] == [("a_1", "a_1_0000.nrrd"), ("b", "b_0000.nii.gz")]
+    _ct_folder(tmp_path, ["b_0001.nii.gz"])
+    with pytest.raises(ValueError, match="one CT channel"):
+        ct_cases(folder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="CASE_0000"):
+        ct_cases(tmp_path / "empty")
+
+
+def _boxes_file(tmp_path, cases):
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps({"cases": cases}))
+    return path
+
+
+def test_boxes_localizer_gives_the_listed_boxes_and_reports_unlisted_cts(tmp_path):
+    ct_file = _ct_folder(tmp_path, ["c1_0000.nii.gz"]) / "c1_0000.nii.gz"
+    path = _boxes_file(tmp_path, {"c1": {"kidneys": [{"side": "left", "kidney_box": [[0, 2], [1, 3], [0, 6]]},
+                                                      {"side": "right", "kidney_box": [[1, 4], [0, 5], [2, 3]]}]}})
+    localizer = BoxesLocalizer(path, kidney_margin_mm=0.8)
+    found = localizer.locate(CtCase("c1", ct_file))
+    assert [(k.side, k.box) for k in found.kidneys] == [("right", ((0, 4), (0, 5), (1, 4))),
+                                                        ("left", ((0, 3), (0, 4), (0, 6)))], "grown by 0.8 mm, clipped"
+    missing = localizer.locate(CtCase("c2", ct_file))
+    assert missing.kidneys == [] and "no kidney found" in missing.notes and missing.confidence is None
+
+
+@pytest.mark.parametrize("kidneys, message", [
+    ([{"side": "middle", "kidney_box": [[0, 1], [0, 1], [0, 1]]}], "side"),
+    ([{"side": "left", "kidney_box": [[0, 1], [0, 1], [0, 1]]}, {"side": "left", "kidney_box": [[0, 1], [0, 1], [0, 1]]}],
+     "once"),
+    ([{"side": "left"}], "kidney_box"),
+])
+def test_malformed_boxes_files_name_the_case(tmp_path, kidneys, message):
+    with pytest.raises(ValueError, match=f"case c1: .*{message}"):
+        BoxesLocalizer(_boxes_file(tmp_path, {"c1": {"kidneys": kidneys}}))
+
+
+def test_a_box_outside_the_ct_is_an_error_naming_case_and_side(tmp_path):
+    ct_file = _ct_folder(tmp_path, ["c1_0000.nii.gz"]) / "c1_0000.nii.gz"
+    localizer = BoxesLocalizer(_boxes_file(tmp_path, {"c1": {"kidneys": [
+        {"side": "left", "kidney_box": [[0, 5], [0, 2], [0, 2]]}]}}))
+    with pytest.raises(ValueError, match=r"c1 \(.*c1_0000.nii.gz\): .*boxes.json, left kidney: .*axis 0 needs 0 <= start < stop <= 4"):
+        localizer.locate(CtCase("c1", ct_file))
+
+
+@pytest.mark.parametrize("window", [RoiWindow(), RoiWindow((Length(110, "mm"), Length(90, "mm")), Length(3, "voxels"))])
+def test_roi_window_description_reads_back(window):
+    assert RoiWindow.from_description(window.describe()) == window
