@@ -1,0 +1,87 @@
+"""`nnunet_ppm predict-ct`: kidney and tumor labels for whole CTs, with a model trained on per-kidney ROIs.
+
+    nnunet_ppm predict-ct -i CTS -o OUT -d 502 -c 3d_fullres -tr PPMTrainer -p nnUNetPPMPlans -f 0 \\
+        --atlases atlases/ [-device cpu]
+
+1. localise the kidneys of each CT in -i (CASE_0000.nii.gz; --atlases, --coarse-model or --boxes);
+2. crop one ROI per kidney exactly as `nnunet_ppm convert --roi` cropped the model's training ROIs
+   (window and margin from the model's dataset.json, or --roi-size / --roi-margin);
+3. predict the ROIs with `nnunet_ppm predict` (every model, prediction and post-processing option
+   below is passed on to it; CRF and largest component per ROI by default);
+4. paste the ROI labels back into the CT's geometry (overlaps: foreground beats background, then
+   the nearer kidney's ROI) and write OUT/<case>.nii.gz and OUT/<case>.json (ROIs, volumes in ml
+   per side, timings).
+
+-i is the folder of whole CTs and -o the output folder. -num_parts / -part_id split the CTs;
+--continue_prediction skips CTs whose outputs exist; --keep-rois keeps the ROI crops and
+predictions in OUT/rois (with --save_probabilities, their probabilities too).
+"""
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+from nnunet_ppm.inference import predict_cli
+from nnunet_ppm.localization.localizer import ct_cases
+from nnunet_ppm.localization.localizer_options import add_localizer_arguments, localizer_from_args
+from nnunet_ppm.whole_ct.predict_ct import predict_whole_cts, roi_window_of
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    predict_cli.add_arguments(parser)
+    rois = parser.add_argument_group("ROIs")
+    rois.add_argument("--roi-size", default=None,
+                      help="in-plane ROI window, e.g. 150 or 110mm (default: the model's training ROIs)")
+    rois.add_argument("--roi-margin", default=None,
+                      help="slices or mm above and below the kidney, e.g. 10mm (default: the model's training ROIs)")
+    rois.add_argument("--keep-rois", action="store_true",
+                      help="keep the ROI crops, their predictions and roi_manifest.json in OUT/rois")
+    add_localizer_arguments(parser)
+
+
+def _done(out: Path, case: str) -> bool:
+    return (out / f"{case}.json").is_file()
+
+
+def _volumes_line(report: dict) -> str:
+    volumes = "; ".join(f"{side}: " + ", ".join(f"{name} {ml:.1f} ml" for name, ml in per_side.items())
+                        for side, per_side in report["volumes_ml"].items())
+    return f"{report['case']}: {volumes or 'no kidney found'}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.prev_stage_predictions:
+        raise SystemExit("nnunet_ppm predict-ct: -prev_stage_predictions (cascades) is not supported for ROI models")
+    if not 0 <= args.part_id < args.num_parts:
+        raise SystemExit(f"nnunet_ppm predict-ct: -part_id must be in 0..{args.num_parts - 1}")
+    out = Path(args.o)
+    model_folder = Path(get_output_folder(args.d, args.tr, args.p, args.c))
+
+    def predict_rois(images: Path, predictions: Path) -> None:
+        predict_cli.run(argparse.Namespace(**{**vars(args), "i": str(images), "o": str(predictions),
+                                              "num_parts": 1, "part_id": 0, "continue_prediction": False}))
+
+    try:
+        if out.resolve() == Path(args.i).resolve():
+            raise ValueError("-o must not be the CT folder -i")
+        if not (model_folder / "dataset.json").is_file():
+            raise FileNotFoundError(f"no trained model in {model_folder} (check -d, -tr, -p, -c and nnUNet_results)")
+        window = roi_window_of(model_folder, args.roi_size, args.roi_margin)
+        dataset_json = json.loads((model_folder / "dataset.json").read_text(encoding="utf-8"))
+        cases = ct_cases(Path(args.i))[args.part_id::args.num_parts]
+        if args.continue_prediction:
+            cases = [case for case in cases if not _done(out, case.case_id)]
+        localizer = localizer_from_args(args, torch.device(args.device))
+        about = {"model": str(model_folder), "folds": [str(f) for f in args.f], "roi_window": window.describe(),
+                 "localizer": localizer.describe()}
+        reports = predict_whole_cts(cases, localizer, window, predict_rois, out, dataset_json["file_ending"],
+                                    dataset_json["labels"], about, args.keep_rois, not args.disable_progress_bar)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"nnunet_ppm predict-ct: {error}")
+    print("\n".join(_volumes_line(report) for report in reports))
+    print(f"wrote {len(reports)} CTs to {out}")
+    return 0

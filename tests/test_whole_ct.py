@@ -1,0 +1,167 @@
+"""Whole CTs end to end, on synthetic CTs painted onto real KiTS19 label maps (skipped without them).
+
+Atlases built from other CTs find every kidney and its ROI holds >= 99% of it;
+`nnunet_ppm localize` and `predict-ct` run as commands; the pasted-back label map
+equals the ROI predictions inside the boxes and is background outside.
+"""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_ppm.dataset_conversion.roi import Length, RoiWindow, box_overlap, roi_box
+from nnunet_ppm.localization.atlas_localizer import AtlasLocalizer
+from nnunet_ppm.localization.atlas_set import SIDE_CODES, load_atlases
+from nnunet_ppm.localization.localizer import ct_cases
+from nnunet_ppm.localization.registration import RegistrationSettings
+from nnunet_ppm.whole_ct.recall import roi_recall
+from nnunet_ppm.whole_ct.rois import rois_for
+from nnunet_runs import command_env, run_command
+from whole_ct_cases import painted_dataset
+
+pytestmark = pytest.mark.integration  # the atlases come from `nnunet_ppm atlas build`, run as a command
+
+ATLAS_CASES = ("case_00001", "case_00003", "case_00006")
+TARGET_CASES = ("case_00009", "case_00013")
+# in mm, as the paper's 150 x 150 voxels are at its 0.59-0.74 mm pixels (the test CTs have 3 mm pixels)
+WINDOW = RoiWindow((Length(110, "mm"), Length(110, "mm")), Length(10, "mm"))
+ITERATIONS = 20  # affine iterations per level: enough here, and quick
+
+
+@pytest.fixture(scope="module")
+def whole_cts(kits19_labels_dir, tmp_path_factory):
+    """Atlases (`nnunet_ppm atlas build`) from three painted CTs, and two other painted CTs to localise."""
+    root = tmp_path_factory.mktemp("whole_ct")
+    atlas_source = painted_dataset(kits19_labels_dir, ATLAS_CASES, root, 910)
+    targets = painted_dataset(kits19_labels_dir, TARGET_CASES, root, 911, seed=1)
+    run_command(["nnunet_ppm", "atlas", "build", "-d", atlas_source, "-o", root / "atlases", "-n", len(ATLAS_CASES),
+                 "--disable_progress_bar"], command_env(root))
+    return SimpleNamespace(root=root, atlases=root / "atlases", images=targets / "imagesTr",
+                           labels=targets / "labelsTr")
+
+
+def test_atlas_build_stores_low_resolution_kidney_regions_and_how_they_were_chosen(whole_cts):
+    description = json.loads((whole_cts.atlases / "atlases.json").read_text())
+    assert [entry["name"] for entry in description["atlases"]] == list(ATLAS_CASES)
+    assert description["spacing_mm"] == 4.0 and description["selection"]["method"].startswith("k-medoids")
+    assert sorted(description["selection"]["case_features"]) == list(ATLAS_CASES)
+    for atlas in load_atlases(whole_cts.atlases).atlases:
+        assert atlas.ct.GetSpacing() == (4.0, 4.0, 4.0) and atlas.sides.GetSize() == atlas.ct.GetSize()
+        assert set(np.unique(sitk.GetArrayViewFromImage(atlas.sides))) == {0, *SIDE_CODES.values()}
+
+
+def test_atlases_of_other_cts_find_every_kidney_and_its_roi_holds_99_percent_of_it(whole_cts):
+    localizer = AtlasLocalizer(load_atlases(whole_cts.atlases), RegistrationSettings(affine_iterations=ITERATIONS))
+    for ct in ct_cases(whole_cts.images):
+        localization = localizer.locate(ct)
+        rois = rois_for(localization, ct.image, WINDOW)
+        reference = sitk.ReadImage(str(whole_cts.labels / f"{ct.case_id}.nii.gz"))
+        recalls = roi_recall(ct.case_id, reference, {roi.side: roi.box for roi in rois})
+        assert sorted(r.side for r in recalls) == ["left", "right"]
+        for recall in recalls:
+            assert recall.found and recall.fraction >= 0.99, (recall, localization.notes)
+        assert all(0 < kidney.confidence <= 1 for kidney in localization.kidneys)
+
+
+@pytest.fixture(scope="module")
+def localized(whole_cts):
+    """`nnunet_ppm localize --atlases` on the painted CTs: the JSON it wrote."""
+    out = whole_cts.root / "boxes.json"
+    run_command(["nnunet_ppm", "localize", "-i", whole_cts.images, "-o", out, "--atlases", whole_cts.atlases,
+                 "--registration-iterations", ITERATIONS, "--disable_progress_bar"], command_env(whole_cts.root))
+    return out
+
+
+def test_localize_reports_boxes_confidence_and_time_and_reads_its_own_output_back(whole_cts, localized):
+    report = json.loads(localized.read_text())
+    assert report["localizer"]["kind"] == "atlas" and report["localizer"]["atlas_names"] == list(ATLAS_CASES)
+    assert sorted(report["cases"]) == list(TARGET_CASES)
+    for case, entry in report["cases"].items():
+        assert [k["side"] for k in entry["kidneys"]] == ["right", "left"]
+        assert entry["seconds"] > 0 and 0 < entry["confidence"] <= 1
+        shape = sitk.GetArrayViewFromImage(sitk.ReadImage(str(whole_cts.images / f"{case}_0000.nii.gz"))).shape
+        for kidney in entry["kidneys"]:
+            assert all(0 <= start < stop <= size for (start, stop), size in zip(kidney["kidney_box"], shape))
+    again = whole_cts.root / "boxes_again.json"
+    run_command(["nnunet_ppm", "localize", "-i", whole_cts.images, "-o", again, "--boxes", localized,
+                 "--disable_progress_bar"], command_env(whole_cts.root))
+    boxes = lambda r: {c: [k["kidney_box"] for k in e["kidneys"]] for c, e in r["cases"].items()}  # noqa: E731
+    assert boxes(json.loads(again.read_text())) == boxes(report)
+
+
+def _array(path):
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def test_predict_ct_pastes_the_roi_predictions_back_exactly_and_reports_a_ct_without_kidneys(
+        whole_cts, localized, tiny_dataset, tmp_path):
+    tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")  # stands in for an ROI model
+    found, missing = TARGET_CASES
+    report = json.loads(localized.read_text())
+    del report["cases"][missing]
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps(report))
+    out = tmp_path / "out"
+    run_command(["nnunet_ppm", "predict-ct", "-i", whole_cts.images, "-o", out, "-d", tiny_dataset.dataset_id,
+                 "-c", "3d_fullres", "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans", "-f", "0", "-device", "cpu",
+                 "-npp", "1", "-nps", "0", "--no-crf", "--boxes", boxes, "--roi-size", "110mm",
+                 "--roi-margin", "10mm", "--keep-rois", "--disable_progress_bar"], tiny_dataset.env)
+
+    ct = sitk.ReadImage(str(whole_cts.images / f"{found}_0000.nii.gz"))
+    pasted_image = sitk.ReadImage(str(out / f"{found}.nii.gz"))
+    assert pasted_image.GetSize() == ct.GetSize() and pasted_image.GetOrigin() == ct.GetOrigin()
+    assert pasted_image.GetDirection() == ct.GetDirection() and pasted_image.GetSpacing() == ct.GetSpacing()
+    pasted = sitk.GetArrayFromImage(pasted_image)
+    case_report = json.loads((out / f"{found}.json").read_text())
+    manifest = json.loads((out / "rois" / "roi_manifest.json").read_text())
+    assert [(r["side"], r["box"]) for r in case_report["rois"]] == [(m["side"], m["box"]) for m in manifest]
+    assert set(case_report["seconds"]) == {"localization", "cropping", "roi_prediction", "roi_prediction_all_cts",
+                                           "paste_and_write"}
+
+    regions, predictions = [], []
+    for roi in case_report["rois"]:
+        box = tuple(tuple(axis) for axis in roi["box"])
+        assert box == roi_box(tuple(tuple(a) for a in roi["kidney_box"]), ct.GetSpacing()[::-1], ct.GetDirection(),
+                              WINDOW)[0], "the window of convert --roi"
+        prediction = _array(out / "rois" / "predictions" / f"{roi['roi_case']}.nii.gz")
+        in_image = np.zeros(pasted.shape, bool)
+        image_slices, box_slices = box_overlap(box, pasted.shape)
+        in_image[image_slices] = True
+        on_grid = np.zeros(pasted.shape, np.uint8)
+        on_grid[image_slices] = prediction[box_slices]
+        regions.append(in_image)
+        predictions.append(on_grid)
+    right, left = regions
+    assert predictions[0].any() or predictions[1].any(), "the ROI model predicted some foreground"
+    assert np.array_equal(pasted[right & ~left], predictions[0][right & ~left]), "right ROI alone: its labels"
+    assert np.array_equal(pasted[left & ~right], predictions[1][left & ~right]), "left ROI alone: its labels"
+    both = right & left
+    assert np.all((pasted[both] == predictions[0][both]) | (pasted[both] == predictions[1][both]))
+    assert np.array_equal(pasted[both] > 0, (predictions[0][both] > 0) | (predictions[1][both] > 0))
+    assert not pasted[~(right | left)].any(), "background outside the boxes"
+    voxel_ml = float(np.prod(ct.GetSpacing())) / 1000
+    for name, value in (("kidney", 1), ("tumor", 2)):
+        total = sum(per_side[name] for per_side in case_report["volumes_ml"].values())
+        assert total == pytest.approx(np.count_nonzero(pasted == value) * voxel_ml, abs=1e-3)
+
+    empty = json.loads((out / f"{missing}.json").read_text())
+    assert empty["kidneys_found"] == 0 and empty["rois"] == [] and "no kidney found" in empty["notes"]
+    assert not _array(out / f"{missing}.nii.gz").any()
+
+
+def test_a_coarse_nnunet_model_localises_whole_cts(tiny_dataset, tmp_path):
+    model = tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")  # trained on whole (tiny) CTs
+    out = tmp_path / "coarse.json"
+    run_command(["nnunet_ppm", "localize", "-i", tiny_dataset.raw / "imagesTs", "-o", out, "--coarse-model", model,
+                 "--coarse-folds", "0", "-device", "cpu", "--disable_progress_bar"], tiny_dataset.env)
+    report = json.loads(out.read_text())
+    assert report["localizer"]["kind"] == "nnunet" and report["localizer"]["model"] == str(model)
+    assert len(report["cases"]) == 2
+    for case, entry in report["cases"].items():
+        shape = sitk.GetArrayViewFromImage(sitk.ReadImage(str(tiny_dataset.raw / "imagesTs" / f"{case}_0000.nii.gz"))).shape
+        assert entry["kidneys"] or "no kidney found" in entry["notes"]
+        for kidney in entry["kidneys"]:
+            assert kidney["side"] in ("right", "left") and 0 <= kidney["confidence"] <= 1
+            assert all(0 <= start < stop <= size for (start, stop), size in zip(kidney["kidney_box"], shape))
