@@ -10,11 +10,12 @@ side:
   for that side are the seed instead (a *weak* consensus, reported as such);
   otherwise the kidney is not found.
 * **supporters**: the atlases whose kidney of that side touches the seed.
-* **region**: the union of the supporters' kidneys. Majority voting shrinks a
-  kidney where the atlases disagree about its extent (a long kidney is covered
-  by each atlas in a different part), so the kidney's box is taken from the
-  region, while atlases that put the kidney elsewhere (failed registrations)
-  do not count.
+* **region**: the voxels where at least MIN_AGREEING supporters put that
+  kidney. Majority voting shrinks a kidney where the atlases disagree about
+  its extent (a long kidney is covered by each atlas in a different part), so
+  the kidney's box is taken from the region; atlases that put the kidney
+  elsewhere (failed registrations) do not count, and no single atlas can
+  stretch the box on its own.
 * **confidence**: atlas agreement, the mean Dice between each atlas's kidney
   and the majority-vote kidney over *all* atlases (1: all atlases agree
   exactly; 0: no majority).
@@ -35,7 +36,7 @@ class FusedKidney:
 
     side: str
     majority: np.ndarray  # bool: majority-vote kidney (may be empty when `weak`)
-    region: np.ndarray  # bool: union of the supporting atlases' kidneys
+    region: np.ndarray  # bool: where at least MIN_AGREEING supporting atlases put the kidney
     supporters: int
     confidence: float
     weak: bool
@@ -70,6 +71,7 @@ def fuse_kidneys(warped: Sequence[np.ndarray]) -> List[FusedKidney]:
                 continue
             seed, weak = votes == votes.max(), True
         supporting = [mask for mask in masks if np.logical_and(mask, seed).any()]
+        region = sum(mask.astype(np.int16) for mask in supporting) >= min(MIN_AGREEING, len(supporting))
         confidence = float(np.mean([dice(mask, majority) for mask in masks]))
-        kidneys.append(FusedKidney(side, majority, np.logical_or.reduce(supporting), len(supporting), confidence, weak))
+        kidneys.append(FusedKidney(side, majority, region, len(supporting), confidence, weak))
     return kidneys
