@@ -41,6 +41,7 @@ from nnunet_runs import TinyDataset, command_env, run_command  # noqa: E402
 from whole_ct_cases import painted_source  # noqa: E402
 
 from nnunet_ppm.dataset_conversion.convert import convert_dataset  # noqa: E402
+from nnunet_ppm.localization.atlas_localizer import DEFAULT_KIDNEY_MARGIN_MM  # noqa: E402
 from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer  # noqa: E402
 from nnunet_ppm.localization.localizer import ct_cases  # noqa: E402
 from nnunet_ppm.whole_ct.predict_ct import roi_window_of  # noqa: E402
@@ -163,7 +164,8 @@ def main() -> None:
     for name, value in zip(header, row):
         print(f"{name}: {value}")
     if args.record:
-        record(f"Whole CT (benchmarks/whole_ct.py: {args.atlases} atlases from {args.atlas_cases} other CTs, CTs painted "
+        record(f"Whole CT (benchmarks/whole_ct.py --seed {args.seed}: {args.atlases} atlases from {args.atlas_cases} "
+               f"other CTs, kidney margin {DEFAULT_KIDNEY_MARGIN_MM:g} mm, CTs painted "
                f"onto KiTS19 labels at >= {args.spacing:g} mm, ROI window {ROI_SIZE}, ROI model PPMTrainer_debug, "
                f"{os.cpu_count()} cores, load average at the end {load})", header, [row], torch.device(args.device))
 
