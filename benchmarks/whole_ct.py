@@ -67,7 +67,9 @@ def roi_model(source: Path, env: dict) -> TinyDataset:
     """The ROI dataset of the atlas CTs, planned (nnU-Net + PPM plans) and trained with PPMTrainer_debug."""
     root = Path(env["nnUNet_raw"]).parent
     model = TinyDataset(root, env, ROI_ID)
-    if (model.results("PPMTrainer_debug", "nnUNetPPMPlans") / "fold_0" / "checkpoint_final.pth").is_file():
+    trained = Path(env["nnUNet_results"]).glob(f"Dataset{ROI_ID}_*/PPMTrainer_debug__nnUNetPPMPlans__3d_fullres/"
+                                               "fold_0/checkpoint_final.pth")
+    if next(trained, None) is not None:
         return model
     start = time.perf_counter()
     convert_dataset(source, ROI_ID, layout="kits19", raw_dir=env["nnUNet_raw"], roi=True, roi_size=ROI_SIZE,
