@@ -94,7 +94,7 @@ class StepRunner:
     def run(self, title: str, command: Sequence[str], extra_env: Optional[Dict[str, str]] = None) -> str:
         self.done += 1
         command = [str(c) for c in command]
-        log = self.logs / f"{self.done:02d}_{command[0]}.log"
+        log = self.logs / f"{self.done:02d}_{'_'.join(title.split()[:4]).strip(':,')}.log"
         print(f"[{self.done}/{self.total}] {title}\n        $ {shlex.join(command)}", flush=True)
         with self.commands.open("a", encoding="utf-8") as f:
             f.write(" ".join(f"{k}={v}" for k, v in (extra_env or {}).items()) + (" " if extra_env else "")

@@ -47,7 +47,7 @@ class DebugBudget(TrainingBudget):
 
 class CpuDemoBudget(TrainingBudget):
     """`nnunet_ppm demo --budget cpu`: a few minutes per method on 2 CPU cores."""
-    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 5, 20, 4
+    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 4, 20, 2
 
 
 class GpuDemoBudget(TrainingBudget):
