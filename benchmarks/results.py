@@ -3,6 +3,7 @@
 Each table records date, commit, machine (GPU name, or CPU and its threads)
 and the torch version, so figures from different machines are never mixed up.
 """
+import os
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -25,6 +26,11 @@ def commit() -> str:
                               cwd=Path(__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages, for the title of a table measured on a shared machine."""
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def record(title: str, header: List[str], rows: List[List[str]], device: torch.device) -> None:
