@@ -1,4 +1,6 @@
 """Scale-out on nnU-Net's machinery: PPMTrainer's networks under DistributedDataParallel, a cohort split into parts."""
+import shutil
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -24,6 +26,7 @@ def test_ppm_trainer_network_trains_under_ddp(tiny_env, tmp_path, plans):
             trainer.loss(network(torch.randn(1, 1, *patch)), target).backward()
     finally:
         dist.destroy_process_group()
+        shutil.rmtree(trainer.output_folder_base)
 
 
 def test_two_parts_predict_every_case_exactly_once(tiny_dataset, tmp_path):
