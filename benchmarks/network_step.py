@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nnunet_ppm.network import FCNPPM
 from nnunet_ppm.planning.ppm_plans import ppm_architecture, pooling_strides
-from results import record
+from results import load_average, record
 
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -108,6 +108,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
+    load_at_start = load_average()
     header = ["network", "batch x patch", "precision", "compile", "channels_last", "ms/step", "Mvoxel/s",
               "TFLOP/step", "TFLOP/s", "peak GiB" if device.type == "cuda" else "process max RSS GiB"]
     rows = []
@@ -125,7 +126,9 @@ def main() -> None:
                      f"{r['tflops']:.2f}", f"{r['peak_gib']:.2f}"])
         print(" | ".join(rows[-1]), flush=True)
     if args.record:
-        record("Network training step (benchmarks/network_step.py)", header, rows, device)
+        record(f"Network training step (benchmarks/network_step.py, spacing {tuple(args.spacing)} mm, "
+               f"{args.num_classes} classes, load average at the start {load_at_start}, at the end "
+               f"{load_average()})", header, rows, device)
 
 
 if __name__ == "__main__":
