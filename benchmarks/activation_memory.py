@@ -31,7 +31,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from network_step import NETWORKS
-from results import load_average, record
+from results import Table
 
 GIB = 2 ** 30
 
@@ -54,6 +54,11 @@ def saved_activation_bytes(net: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     return sum(saved.values())
 
 
+def persistent_bytes(net: torch.nn.Module) -> int:
+    """Bytes that stay for the whole training: weights, their gradients and SGD's momentum."""
+    return 3 * sum(p.numel() * p.element_size() for p in net.parameters())
+
+
 def peak_step_bytes(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dtype) -> int:
     """Most tensor bytes alive at once during forward + backward + SGD step (CPU allocator events)."""
     optimizer = torch.optim.SGD(net.parameters(), 1e-3, momentum=0.9)
@@ -72,8 +77,7 @@ def peak_step_bytes(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dtyp
     for event in sorted(profiler.events(), key=lambda e: e.time_range.start):
         live += event.self_cpu_memory_usage
         peak = max(peak, live)
-    persistent = 3 * sum(p.numel() * p.element_size() for p in net.parameters())  # weights, gradients, momentum
-    return peak + persistent
+    return peak + persistent_bytes(net)
 
 
 def main() -> None:
@@ -90,9 +94,9 @@ def main() -> None:
     args = parser.parse_args()
 
     dtypes = {"fp32": None, "bf16": torch.bfloat16}
-    header = ["network", "patch", "precision", "saved for backward GiB/sample", "peak in a step GiB/sample",
-              "parameter memory GiB", f"estimated GPU peak GiB at batch {args.batch}", f"fits {args.budget_gib:g} GiB"]
-    rows = []
+    table = Table(["network", "patch", "precision", "saved for backward GiB/sample", "peak in a step GiB/sample",
+                   "parameter memory GiB", f"estimated GPU peak GiB at batch {args.batch}",
+                   f"fits {args.budget_gib:g} GiB"])
     for name in args.networks:
         for precision in args.precision:
             torch.manual_seed(0)
@@ -101,15 +105,14 @@ def main() -> None:
             y = torch.randint(0, args.num_classes, (1, *args.patch))
             saved = saved_activation_bytes(net, x, y, dtypes[precision])
             peak = peak_step_bytes(net, x, y, dtypes[precision])
-            persistent = 3 * sum(p.numel() * p.element_size() for p in net.parameters())
+            persistent = persistent_bytes(net)
             estimate = args.batch * (peak - persistent) + persistent
-            rows.append([name, "x".join(map(str, args.patch)), precision, f"{saved / GIB:.2f}", f"{peak / GIB:.2f}",
-                         f"{persistent / GIB:.3f}", f"{estimate / GIB:.1f}",
-                         "yes" if estimate < args.budget_gib * GIB else "no"])
-            print(" | ".join(rows[-1]), flush=True)
+            table.add([name, "x".join(map(str, args.patch)), precision, f"{saved / GIB:.2f}", f"{peak / GIB:.2f}",
+                       f"{persistent / GIB:.3f}", f"{estimate / GIB:.1f}",
+                       "yes" if estimate < args.budget_gib * GIB else "no"])
     if args.record:
-        record(f"Training-step memory per sample, measured on the CPU (benchmarks/activation_memory.py, load "
-               f"average {load_average()})", header, rows, torch.device("cpu"))
+        table.record("Training-step memory per sample, measured on the CPU (benchmarks/activation_memory.py)",
+                     torch.device("cpu"))
 
 
 if __name__ == "__main__":

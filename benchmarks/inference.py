@@ -27,7 +27,6 @@ Mirroring is the same for both methods: "off" (``--disable_tta``) or "on"
 (nnU-Net's default, all three axes).
 """
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +48,7 @@ from nnunet_ppm.postprocessing.nnunet_pp_pkl import component_rule
 from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings, lr_axis_for
 from nnunet_ppm.training.ppm_trainer import PPMTrainer
 from postprocessing_speed import imitated_probabilities
-from results import load_average, record
+from results import Table
 from synthetic_nnunet import BenchmarkDatasets
 
 METHODS = {"nnU-Net default (nnUNetv2_predict)": (nnUNetTrainer, "nnUNetPlans"),
@@ -132,10 +131,8 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    load_at_start = load_average()
-    header = ["case", "image voxels", "method", "mirroring", "network voxels", *[f"{s} s" for s in STEPS], "total s",
-              "network s per Mvoxel", "default / PPM total"]
-    rows = []
+    table = Table(["case", "image voxels", "method", "mirroring", "network voxels", *[f"{s} s" for s in STEPS],
+                   "total s", "network s per Mvoxel", "default / PPM total"])
     with tempfile.TemporaryDirectory() as temporary:
         work = args.work or Path(temporary)
         datasets = BenchmarkDatasets(work, steps=2 + 3 * 2)
@@ -156,17 +153,16 @@ def main() -> None:
                                         work / f"{kind.replace(' ', '_')}_{plans}_{case}", trainer_class is PPMTrainer,
                                         lcc_mode, device)
                     totals[method] = sum(seconds.get(step, 0.0) for step in STEPS)
-                    rows.append([f"{kind} ({preset} preset)", image_voxels, method, mirroring,
-                                 f"{seconds['network voxels'] / 1e6:.1f} M",
-                                 *[f"{seconds[step]:.2f}" if step in seconds else "-" for step in STEPS],
-                                 f"{totals[method]:.2f}", f"{seconds['network'] / seconds['network voxels'] * 1e6:.3f}",
-                                 "-"])
-                    print(" | ".join(rows[-1]), flush=True)
-                rows[-1][-1] = f"{totals[next(iter(METHODS))] / totals[list(METHODS)[-1]]:.2f}"
+                    is_last = method == list(METHODS)[-1]
+                    ratio = f"{totals[next(iter(METHODS))] / totals[method]:.2f}" if is_last else "-"
+                    table.add([f"{kind} ({preset} preset)", image_voxels, method, mirroring,
+                               f"{seconds['network voxels'] / 1e6:.1f} M",
+                               *[f"{seconds[step]:.2f}" if step in seconds else "-" for step in STEPS],
+                               f"{totals[method]:.2f}", f"{seconds['network'] / seconds['network voxels'] * 1e6:.3f}",
+                               ratio])
     if args.record:
-        record(f"Prediction per case, step by step (benchmarks/inference.py, untrained networks, CRF on network-like "
-               f"probabilities, {os.cpu_count()} CPU cores, load average at the start {load_at_start}, at the end "
-               f"{load_average()})", header, rows, device)
+        table.record("Prediction per case, step by step (benchmarks/inference.py, untrained networks, CRF on "
+                     "network-like probabilities)", device)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.dense_crf import CRF_BACKENDS, dense_crf
 from nnunet_ppm.postprocessing.largest_component import (keep_largest_component, keep_largest_component_per_side,
                                                          left_right_axis)
-from results import load_average, record  # benchmarks/ is not a package: the script's folder is on sys.path
+from results import Table  # benchmarks/ is not a package: the script's folder is on sys.path
 
 ROI_SHAPE = (200, 150, 150)
 
@@ -137,7 +137,8 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args()
 
-    load_at_start = load_average()
+    table = Table(["step", "size", "voxels", "backend", "wall s", "CPU s", "process max RSS GiB",
+                   "agreement with pydensecrf", "agreement where pydensecrf changed the argmax"])
     ct, label, probabilities, spacing = synthetic_case(args.seed, args.probabilities)
     roi = kidney_roi(label)
     roi_p, roi_ct = np.ascontiguousarray(probabilities[(slice(None), *roi)]), np.ascontiguousarray(ct[roi])
@@ -145,7 +146,7 @@ def main() -> None:
     print(f"whole CT {shape_text(ct.shape)} at {spacing} mm, ROI {shape_text(roi_ct.shape)}, "
           f"probabilities: {args.probabilities}", flush=True)
 
-    rows, reference = [], {}
+    reference = {}
     argmax = {"ROI": roi_p.argmax(0), "CT": probabilities.argmax(0)}
     runs = [("mean field, whole ROI", "ROI", mean_field, (roi_p, roi_ct, spacing)),
             ("dense_crf (boxes)", "ROI", boxed_crf, (roi_p, roi_ct, spacing))]
@@ -160,9 +161,8 @@ def main() -> None:
             changed = reference[key] != argmax[size]
             agreement = f"{np.mean(labels == reference[key]):.5f}"
             on_changed = f"{np.mean(labels[changed] == reference[key][changed]):.4f}" if changed.any() else "-"
-            rows.append([what, size, shape_text(inputs[1].shape), backend, f"{measured['wall']:.2f}",
-                         f"{measured['cpu']:.2f}", f"{measured['rss_gib']:.2f}", agreement, on_changed])
-            print(" | ".join(rows[-1]), flush=True)
+            table.add([what, size, shape_text(inputs[1].shape), backend, f"{measured['wall']:.2f}",
+                       f"{measured['cpu']:.2f}", f"{measured['rss_gib']:.2f}", agreement, on_changed])
     component_runs = [("largest component", "ROI", argmax["ROI"].astype(np.uint8), None)]
     if not args.no_whole_ct:
         axial_identity = (1, 0, 0, 0, 1, 0, 0, 0, 1)  # synthesize_case's canonical order: x is array axis 2
@@ -170,24 +170,18 @@ def main() -> None:
                                left_right_axis(axial_identity)))
     for what, size, labels, lr_axis in component_runs:
         measured = in_fresh_process(largest_component, labels, lr_axis)
-        rows.append([what, size, shape_text(labels.shape), "cc3d", f"{measured['wall']:.2f}", f"{measured['cpu']:.2f}",
-                     f"{measured['rss_gib']:.2f}", "-", "-"])
-        print(" | ".join(rows[-1]), flush=True)
+        table.add([what, size, shape_text(labels.shape), "cc3d", f"{measured['wall']:.2f}", f"{measured['cpu']:.2f}",
+                   f"{measured['rss_gib']:.2f}", "-", "-"])
 
     for workers in args.workers:
         seconds = seconds_per_case_in_workers(workers, args.parallel_cases, roi_p, roi_ct, spacing)
-        rows.append([f"dense_crf, {args.parallel_cases} ROI cases in {workers} processes", "ROI",
-                     shape_text(roi_ct.shape), "torch", f"{seconds:.2f} per case", "-", "-", "-", "-"])
-        print(" | ".join(rows[-1]), flush=True)
+        table.add([f"dense_crf, {args.parallel_cases} ROI cases in {workers} processes", "ROI",
+                   shape_text(roi_ct.shape), "torch", f"{seconds:.2f} per case", "-", "-", "-", "-"])
 
     if args.record:
-        header = ["step", "size", "voxels", "backend", "wall s", "CPU s", "process max RSS GiB",
-                  "agreement with pydensecrf", "agreement where pydensecrf changed the argmax"]
-        record(f"Post-processing per case (benchmarks/postprocessing_speed.py, {args.probabilities} probabilities, "
-               f"spacing {tuple(round(s, 2) for s in spacing)} mm, {os.cpu_count()} cores, load average at the start "
-               f"{load_at_start}, at the end {load_average()})", header, rows,
-               torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-
+        table.record(f"Post-processing per case (benchmarks/postprocessing_speed.py, {args.probabilities} "
+                     f"probabilities, spacing {tuple(round(s, 2) for s in spacing)} mm)",
+                     torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 if __name__ == "__main__":
     main()

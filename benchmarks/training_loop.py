@@ -24,7 +24,6 @@ median. Data loading keeps up when row 3 is as fast as row 2.
 import argparse
 import json
 import math
-import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -36,7 +35,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from network_step import time_training_step
 from nnunet_ppm.training.ppm_trainer import PPMTrainer
-from results import load_average, record
+from results import Table
 from synthetic_nnunet import BenchmarkDatasets
 
 PLANS = "nnUNetPPMPlans"
@@ -75,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    load_at_start = load_average()
+    table = Table(["what", "batch x patch", "ms/iteration", "iterations/s", "Mvoxel/s", "vs network step"])
     with tempfile.TemporaryDirectory() as temporary:
         work = args.work or Path(temporary)
         datasets = BenchmarkDatasets(work, steps=6)
@@ -94,16 +93,13 @@ def main() -> None:
                                  / "benchmark_result.json").read_text(encoding="utf-8"))
             seconds[what] = statistics.median(result["train_seconds_per_epoch"][1:]) / result["iterations_per_epoch"]
             data_workers = max(data_workers, result["data_augmentation_processes"])
-    header = ["what", "batch x patch", "ms/iteration", "iterations/s", "Mvoxel/s", "vs network step"]
-    voxels, rows = batch * math.prod(patch), []
+    voxels = batch * math.prod(patch)
     for what, s in seconds.items():
-        rows.append([what, f"{batch} x {'x'.join(map(str, patch))}", f"{s * 1e3:.0f}", f"{1 / s:.2f}",
-                     f"{voxels / s / 1e6:.2f}", f"{step_seconds / s:.2f}"])
-        print(" | ".join(rows[-1]), flush=True)
+        table.add([what, f"{batch} x {'x'.join(map(str, patch))}", f"{s * 1e3:.0f}", f"{1 / s:.2f}",
+                   f"{voxels / s / 1e6:.2f}", f"{step_seconds / s:.2f}"])
     if args.record:
-        record(f"PPMTrainer training loop (benchmarks/training_loop.py, {args.preset} synthetic CTs, {data_workers} data "
-               f"augmentation processes, {os.cpu_count()} CPU cores, load average at the start "
-               f"{load_at_start}, at the end {load_average()})", header, rows, device)
+        table.record(f"PPMTrainer training loop (benchmarks/training_loop.py, {args.preset} synthetic CTs, "
+                     f"{data_workers} data augmentation processes)", device)
 
 
 if __name__ == "__main__":
