@@ -51,8 +51,8 @@ from postprocessing_speed import imitated_probabilities
 from results import Table
 from synthetic_nnunet import BenchmarkDatasets
 
-METHODS = {"nnU-Net default (nnUNetv2_predict)": (nnUNetTrainer, "nnUNetPlans"),
-           "PPM (nnunet_ppm predict)": (PPMTrainer, "nnUNetPPMPlans")}
+DEFAULT, PPM = "nnU-Net default (nnUNetv2_predict)", "PPM (nnunet_ppm predict)"
+METHODS = {DEFAULT: (nnUNetTrainer, "nnUNetPlans"), PPM: (PPMTrainer, "nnUNetPPMPlans")}
 STEPS = ("preprocessing", "network", "export", "CRF", "component")
 
 
@@ -150,11 +150,10 @@ def main() -> None:
                     predictor = untrained_predictor(trainer_class, preprocessed, plans, dataset_json, device,
                                                     mirroring == "on")
                     seconds = time_case(predictor, image_file, raw / "labelsTs" / f"{case}.nii.gz",
-                                        work / f"{kind.replace(' ', '_')}_{plans}_{case}", trainer_class is PPMTrainer,
+                                        work / f"{kind.replace(' ', '_')}_{plans}_{case}", method == PPM,
                                         lcc_mode, device)
                     totals[method] = sum(seconds.get(step, 0.0) for step in STEPS)
-                    is_last = method == list(METHODS)[-1]
-                    ratio = f"{totals[next(iter(METHODS))] / totals[method]:.2f}" if is_last else "-"
+                    ratio = f"{totals[DEFAULT] / totals[PPM]:.2f}" if method == PPM else "-"
                     table.add([f"{kind} ({preset} preset)", image_voxels, method, mirroring,
                                f"{seconds['network voxels'] / 1e6:.1f} M",
                                *[f"{seconds[step]:.2f}" if step in seconds else "-" for step in STEPS],
