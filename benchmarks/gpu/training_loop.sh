@@ -6,4 +6,5 @@
 # From the repository root, with .whl carried:   bash benchmarks/gpu/training_loop.sh
 source benchmarks/gpu/setup.sh
 cd benchmarks
-python3 training_loop.py --device cuda --patch 64 160 160 --batch 4 --cases 8 --work /tmp/training_loop --record
+python3 training_loop.py --device cuda --patch 64 160 160 --batch 4 --cases 8 --network-steps 10 --work /tmp/training_loop \
+    --record

@@ -14,7 +14,8 @@ PPMTrainerBenchmark_5epochs / _noDataLoading time the training loop
 (which needs CUDA and deep supervision): 5 epochs of 50 iterations, no
 checkpoints, no final validation; they write the seconds of each epoch's
 training iterations to benchmark_result.json. The _noDataLoading one feeds
-one fixed random batch, already on the device, to nnU-Net's own loop.
+one fixed random batch, already on the device, to nnU-Net's own loop. The
+PPMTrainerBenchmark_3epochs_4its pair is the same at a CPU's pace.
 """
 import itertools
 import json
@@ -115,6 +116,11 @@ class TrainingLoopBenchmark(TrainingBudget):
         write_text_atomic(os.path.join(self.output_folder, "benchmark_result.json"), json.dumps(result, indent=2))
 
 
+class CpuTrainingLoopBenchmark(TrainingLoopBenchmark):
+    """TrainingLoopBenchmark at a CPU's pace: 3 epochs of 4 iterations (the first epoch is warm-up)."""
+    budget_epochs, budget_iterations_per_epoch = 3, 4
+
+
 class FixedBatch:
     """Mixin for TrainingLoopBenchmark: every iteration gets the same random batch, already on the device.
 
@@ -180,4 +186,12 @@ class PPMTrainerBenchmark_5epochs(TrainingLoopBenchmark, PPMTrainer):
 
 
 class PPMTrainerBenchmark_5epochs_noDataLoading(FixedBatch, TrainingLoopBenchmark, PPMTrainer):
+    pass
+
+
+class PPMTrainerBenchmark_3epochs_4its(CpuTrainingLoopBenchmark, PPMTrainer):
+    pass
+
+
+class PPMTrainerBenchmark_3epochs_4its_noDataLoading(FixedBatch, CpuTrainingLoopBenchmark, PPMTrainer):
     pass
