@@ -14,13 +14,13 @@ pytestmark = pytest.mark.integration
                                                         ("PPMTrainerBenchmark_5epochs_noDataLoading", False)])
 def test_benchmark_trainer_times_each_epoch_and_writes_no_checkpoint(tiny_env, trainer_name, data_loading):
     trainer = get_trainer_from_args("900", "3d_fullres", 0, trainer_name, "nnUNetPPMPlans", device=torch.device("cpu"))
-    trainer.num_epochs, trainer.num_iterations_per_epoch = 2, 2  # the variant's 5 x 50, shortened for the CPU
+    trainer.num_epochs, trainer.num_iterations_per_epoch = 1, 1  # the variant's 5 x 50, shortened for the CPU
     try:
         trainer.run_training()
         fold = Path(trainer.output_folder)
         result = json.loads((fold / "benchmark_result.json").read_text(encoding="utf-8"))
-        assert len(result["train_seconds_per_epoch"]) == 2 and min(result["train_seconds_per_epoch"]) > 0
-        assert (result["iterations_per_epoch"], result["batch_size"], result["patch_size"]) == (2, 2, [32, 64, 64])
+        assert len(result["train_seconds_per_epoch"]) == 1 and result["train_seconds_per_epoch"][0] > 0
+        assert (result["iterations_per_epoch"], result["batch_size"], result["patch_size"]) == (1, 2, [32, 64, 64])
         assert result["data_loading"] is data_loading
         assert not list(fold.glob("checkpoint_*.pth"))
     finally:
