@@ -5,7 +5,8 @@ PPMTrainer_Xepochs keeps the paper's learning-rate milestones at 3/8, 5/8 and
 validation iteration) and predict without test-time mirroring (their
 validation and any later prediction with them are 8x cheaper): enough to
 prove the plumbing on a CPU, nothing more. The `_cpuDemo` / `_gpuDemo` pairs
-give both methods the same budget in `nnunet_ppm demo`.
+give both methods the same budget in `nnunet_ppm demo`; the `_cpuDemo` ones
+also predict without test-time mirroring.
 nnUNetTrainer_debug is stock nnU-Net with that same budget, the baseline that
 PPMTrainer_debug is compared with in tests and the CPU demo.
 
@@ -49,18 +50,22 @@ class TrainingBudget:
             self.num_val_iterations_per_epoch = self.budget_val_iterations_per_epoch
 
 
-class DebugBudget(TrainingBudget):
-    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 2, 3, 1
+class NoTestTimeMirroring:
+    """Mixin: train with the parent's augmentation, but store no mirroring axes, so inference skips test-time
+    mirroring (8 network evaluations per window in 3D)."""
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        """Train with the parent's augmentation; store no mirroring axes, so inference skips test-time mirroring."""
         configuration = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = None
         return configuration
 
 
-class CpuDemoBudget(TrainingBudget):
-    """`nnunet_ppm demo --budget cpu`: a few minutes per method on 2 CPU cores."""
+class DebugBudget(NoTestTimeMirroring, TrainingBudget):
+    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 2, 3, 1
+
+
+class CpuDemoBudget(NoTestTimeMirroring, TrainingBudget):
+    """`nnunet_ppm demo --budget cpu`: a few minutes per method on 2 CPU cores, predictions without mirroring."""
     budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 4, 20, 2
 
 
