@@ -1,8 +1,9 @@
-"""Benchmark: synthesis and conversion time per case. Run: python benchmarks/dataset_conversion.py [--cases N] [--full N].
+"""Benchmark: synthesis and conversion time per case. Run: python benchmarks/dataset_conversion.py [--cases N] [--full N] [--record].
 
 Prints seconds per case for: synthesize_case in memory and `synthesize` to disk (tiny, small, full presets),
 painting onto the smallest real KiTS19 label maps (when ../shared/data is there), and `convert_dataset`
 of the written cases with and without --roi. Single process; numbers depend on the machine's load.
+`--record` appends the table to benchmarks/RESULTS.md (date, commit, machine, load).
 """
 import argparse
 import os
@@ -10,8 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from nnunet_ppm.dataset_conversion.convert import convert_dataset
 from nnunet_ppm.dataset_conversion.synthesize import synthesize, synthesize_case
+from results import Table  # benchmarks/ is not a package: the script's folder is on sys.path
 
 SHARED_DATA = Path(os.environ.get("NNUNET_PPM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -26,7 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", type=int, default=4, help="cases per tiny/small measurement")
     parser.add_argument("--full", type=int, default=2, help="cases of the full (512x512) preset")
+    parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args()
+    table = Table(["step", "seconds per case"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -49,9 +55,11 @@ def main() -> None:
                 rows.append((f"convert kits19{' --roi' if roi else ''}, painted KiTS19",
                              seconds_per_case(lambda: convert_dataset(painted, 910 + roi, "kits19", roi=roi,
                                                                       raw_dir=tmp / "raw_painted", progress=False), 2)))
-    width = max(len(name) for name, _ in rows)
     for name, value in rows:
-        print(f"{name.ljust(width)}  {value:7.2f} s/case")
+        table.add([name, f"{value:.2f}"])
+    if args.record:
+        table.record("Synthesis and conversion per case (benchmarks/dataset_conversion.py, one process)",
+                     torch.device("cpu"))
 
 
 if __name__ == "__main__":

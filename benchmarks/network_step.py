@@ -16,7 +16,7 @@ import argparse
 import itertools
 import resource
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nnunet_ppm.network import FCNPPM
 from nnunet_ppm.planning.ppm_plans import ppm_architecture, pooling_strides
-from results import record
+from results import Table
 
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -54,7 +54,7 @@ def _sync(device: torch.device) -> None:
 
 def time_training_step(net: torch.nn.Module, batch: int, patch, num_classes: int, device: torch.device,
                        precision: str, steps: int, channels_last: bool) -> Dict[str, float]:
-    """Median-free simple timing: `steps` timed steps after 2 warm-up steps; returns the figures of one row."""
+    """Mean time of `steps` timed steps after 2 warm-up steps, FLOP of one step, peak memory: one row's figures."""
     net = net.to(device)
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
     net = net.to(memory_format=memory_format)
@@ -108,9 +108,8 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    header = ["network", "batch x patch", "precision", "compile", "channels_last", "ms/step", "Mvoxel/s",
-              "TFLOP/step", "TFLOP/s", "peak GiB" if device.type == "cuda" else "process max RSS GiB"]
-    rows = []
+    table = Table(["network", "batch x patch", "precision", "compile", "channels_last", "ms/step", "Mvoxel/s",
+                   "TFLOP/step", "TFLOP/s", "peak GiB" if device.type == "cuda" else "process max RSS GiB"])
     for name, precision, compiled, channels_last in itertools.product(
             args.networks, args.precision, [False, True] if args.compile else [False],
             [False, True] if args.channels_last else [False]):
@@ -120,12 +119,12 @@ def main() -> None:
             net = torch.compile(net)
         r = time_training_step(net, args.batch, args.patch, args.num_classes, device, precision, args.steps,
                                channels_last)
-        rows.append([name, f"{args.batch} x {'x'.join(map(str, args.patch))}", precision, str(compiled),
-                     str(channels_last), f"{r['ms']:.0f}", f"{r['voxels_per_s'] / 1e6:.2f}", f"{r['tflop']:.3f}",
-                     f"{r['tflops']:.2f}", f"{r['peak_gib']:.2f}"])
-        print(" | ".join(rows[-1]), flush=True)
+        table.add([name, f"{args.batch} x {'x'.join(map(str, args.patch))}", precision, str(compiled),
+                   str(channels_last), f"{r['ms']:.0f}", f"{r['voxels_per_s'] / 1e6:.2f}", f"{r['tflop']:.3f}",
+                   f"{r['tflops']:.2f}", f"{r['peak_gib']:.2f}"])
     if args.record:
-        record("Network training step (benchmarks/network_step.py)", header, rows, device)
+        table.record(f"Network training step (benchmarks/network_step.py, spacing {tuple(args.spacing)} mm, "
+                     f"{args.num_classes} classes)", device)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,14 @@ their borders ("network"); or the blurred one-hot plus strong voxel noise
 
 Rows: CRF mean field on the whole ROI (the issue's measure: 3 labels, 5
 iterations), ``dense_crf`` on the ROI and on the whole CT (foreground boxes,
-blocks), and the largest component (ROI rule on the ROI, per-side rule on the
-CT). Each row runs in a fresh process: wall and CPU seconds, and that process's
-peak resident memory (imports included, ~0.4 GiB). Agreement: fraction of
-voxels whose label equals pydensecrf's, overall and among the voxels
-pydensecrf changed from the argmax.
+blocks), the largest component (ROI rule on the ROI, per-side rule on the
+CT), and the throughput of ``dense_crf`` (torch backend) over several ROI
+cases in 1, 2, ... worker processes (``--workers``; what ``-nps`` buys; the
+workers are started and warmed up before the clock starts). Each other row
+runs in a fresh process, its imports done before the clock starts: wall and
+CPU seconds, and that process's peak resident memory (imports included,
+~0.4 GiB). Agreement: fraction of voxels whose label equals pydensecrf's,
+overall and among the voxels pydensecrf changed from the argmax.
 """
 import argparse
 import concurrent.futures
@@ -27,9 +30,14 @@ import time
 from typing import Callable, Dict, Tuple
 
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter
 
-from results import record  # benchmarks/ is not a package: the script's folder is on sys.path
+from nnunet_ppm.postprocessing.crf_params import CRFParams
+from nnunet_ppm.postprocessing.dense_crf import CRF_BACKENDS, dense_crf
+from nnunet_ppm.postprocessing.largest_component import (keep_largest_component, keep_largest_component_per_side,
+                                                         left_right_axis)
+from results import Table  # benchmarks/ is not a package: the script's folder is on sys.path
 
 ROI_SHAPE = (200, 150, 150)
 
@@ -45,6 +53,11 @@ def synthetic_case(seed: int, uncertainty: str) -> Tuple[np.ndarray, np.ndarray,
             break
         index += 1
     label = np.where(label == 3, 1, label).astype(np.uint8)
+    return ct.astype(np.float32), label, imitated_probabilities(label, spacing, seed, uncertainty), spacing
+
+
+def imitated_probabilities(label: np.ndarray, spacing, seed: int, uncertainty: str = "network") -> np.ndarray:
+    """(3, ...) float32 probabilities imitating a network's from labels 0-2 (see the module docstring)."""
     rng = np.random.default_rng(seed)
     probabilities = np.empty((3, *label.shape), np.float32)
     for c in range(3):
@@ -57,7 +70,7 @@ def synthetic_case(seed: int, uncertainty: str) -> Tuple[np.ndarray, np.ndarray,
     probabilities -= probabilities.max(0)
     np.exp(probabilities, out=probabilities)
     probabilities /= probabilities.sum(0)
-    return ct.astype(np.float32), label, probabilities, spacing
+    return probabilities
 
 
 def kidney_roi(label: np.ndarray) -> Tuple[slice, ...]:
@@ -90,19 +103,25 @@ def in_fresh_process(function: Callable, *args) -> Dict:
 
 
 def mean_field(backend: str, probabilities, image, spacing):
-    from nnunet_ppm.postprocessing.crf_params import CRFParams
-    from nnunet_ppm.postprocessing.dense_crf import CRF_BACKENDS
     params = CRFParams()
     return CRF_BACKENDS[backend](probabilities, np.clip(image, *params.hu_window).astype(np.float32), spacing, params)
 
 
 def boxed_crf(backend: str, probabilities, image, spacing):
-    from nnunet_ppm.postprocessing.dense_crf import dense_crf
     return dense_crf(probabilities, image, spacing, backend=backend)
 
 
+def seconds_per_case_in_workers(workers: int, cases: int, probabilities, image, spacing) -> float:
+    """Wall seconds per case of ``cases`` torch-backend dense_crf calls spread over ``workers`` processes."""
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(boxed_crf, ["torch"] * workers, [probabilities] * workers, [image] * workers,
+                      [spacing] * workers))  # start and warm up every worker
+        start = time.perf_counter()
+        list(pool.map(boxed_crf, ["torch"] * cases, [probabilities] * cases, [image] * cases, [spacing] * cases))
+        return (time.perf_counter() - start) / cases
+
+
 def largest_component(labels, lr_axis):
-    from nnunet_ppm.postprocessing.largest_component import keep_largest_component, keep_largest_component_per_side
     return keep_largest_component(labels) if lr_axis is None else keep_largest_component_per_side(labels, lr_axis)
 
 
@@ -112,10 +131,14 @@ def main() -> None:
     parser.add_argument("--probabilities", choices=("network", "uncertain"), default="network")
     parser.add_argument("--no-whole-ct", action="store_true", help="only the ROI rows")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, os.cpu_count()],
+                        help="worker-process counts for the parallel-cases rows (none: skip them)")
+    parser.add_argument("--parallel-cases", type=int, default=4, help="ROI cases per parallel-cases row")
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args()
 
-    import torch
+    table = Table(["step", "size", "voxels", "backend", "wall s", "CPU s", "process max RSS GiB",
+                   "agreement with pydensecrf", "agreement where pydensecrf changed the argmax"])
     ct, label, probabilities, spacing = synthetic_case(args.seed, args.probabilities)
     roi = kidney_roi(label)
     roi_p, roi_ct = np.ascontiguousarray(probabilities[(slice(None), *roi)]), np.ascontiguousarray(ct[roi])
@@ -123,7 +146,7 @@ def main() -> None:
     print(f"whole CT {shape_text(ct.shape)} at {spacing} mm, ROI {shape_text(roi_ct.shape)}, "
           f"probabilities: {args.probabilities}", flush=True)
 
-    rows, reference = [], {}
+    reference = {}
     argmax = {"ROI": roi_p.argmax(0), "CT": probabilities.argmax(0)}
     runs = [("mean field, whole ROI", "ROI", mean_field, (roi_p, roi_ct, spacing)),
             ("dense_crf (boxes)", "ROI", boxed_crf, (roi_p, roi_ct, spacing))]
@@ -138,10 +161,8 @@ def main() -> None:
             changed = reference[key] != argmax[size]
             agreement = f"{np.mean(labels == reference[key]):.5f}"
             on_changed = f"{np.mean(labels[changed] == reference[key][changed]):.4f}" if changed.any() else "-"
-            rows.append([what, size, shape_text(inputs[1].shape), backend, f"{measured['wall']:.2f}",
-                         f"{measured['cpu']:.2f}", f"{measured['rss_gib']:.2f}", agreement, on_changed])
-            print(" | ".join(rows[-1]), flush=True)
-    from nnunet_ppm.postprocessing.largest_component import left_right_axis
+            table.add([what, size, shape_text(inputs[1].shape), backend, f"{measured['wall']:.2f}",
+                       f"{measured['cpu']:.2f}", f"{measured['rss_gib']:.2f}", agreement, on_changed])
     component_runs = [("largest component", "ROI", argmax["ROI"].astype(np.uint8), None)]
     if not args.no_whole_ct:
         axial_identity = (1, 0, 0, 0, 1, 0, 0, 0, 1)  # synthesize_case's canonical order: x is array axis 2
@@ -149,19 +170,18 @@ def main() -> None:
                                left_right_axis(axial_identity)))
     for what, size, labels, lr_axis in component_runs:
         measured = in_fresh_process(largest_component, labels, lr_axis)
-        rows.append([what, size, shape_text(labels.shape), "cc3d", f"{measured['wall']:.2f}", f"{measured['cpu']:.2f}",
-                     f"{measured['rss_gib']:.2f}", "-", "-"])
-        print(" | ".join(rows[-1]), flush=True)
+        table.add([what, size, shape_text(labels.shape), "cc3d", f"{measured['wall']:.2f}", f"{measured['cpu']:.2f}",
+                   f"{measured['rss_gib']:.2f}", "-", "-"])
+
+    for workers in args.workers:
+        seconds = seconds_per_case_in_workers(workers, args.parallel_cases, roi_p, roi_ct, spacing)
+        table.add([f"dense_crf, {args.parallel_cases} ROI cases in {workers} processes", "ROI",
+                   shape_text(roi_ct.shape), "torch", f"{seconds:.2f} per case", "-", "-", "-", "-"])
 
     if args.record:
-        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-        header = ["step", "size", "voxels", "backend", "wall s", "CPU s", "process max RSS GiB",
-                  "agreement with pydensecrf", "agreement where pydensecrf changed the argmax"]
-        record(f"Post-processing per case (benchmarks/postprocessing_speed.py, {args.probabilities} probabilities, "
-               f"spacing {tuple(round(s, 2) for s in spacing)} mm, {os.cpu_count()} cores, load average at the end "
-               f"{load})", header, rows,
-               torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-
+        table.record(f"Post-processing per case (benchmarks/postprocessing_speed.py, {args.probabilities} "
+                     f"probabilities, spacing {tuple(round(s, 2) for s in spacing)} mm)",
+                     torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 if __name__ == "__main__":
     main()

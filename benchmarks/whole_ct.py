@@ -33,7 +33,7 @@ from statistics import median
 import SimpleITK as sitk
 import torch
 
-from results import record  # benchmarks/ is not a package: the script's folder is on sys.path
+from results import Table  # benchmarks/ is not a package: the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the tests' painted CTs and nnU-Net command helpers
@@ -112,6 +112,10 @@ def main() -> None:
     labels_dir = SHARED_DATA / "kits19-labels"
     if not labels_dir.is_dir():
         raise SystemExit(f"real KiTS19 labels not found at {labels_dir} (set NNUNET_PPM_SHARED_DATA)")
+    table = Table(["CTs localised", "CT size (median voxels)", "kidneys", "found, ROI >= 99%", "recall",
+                   "min fraction", "localisation s/CT (median, max)", "CTs segmented",
+                   "predict-ct --boxes s/CT (wall / CTs)", "per CT: crop + ROI prediction + paste, s (mean)",
+                   "ROI sizes (voxels)"])
     with tempfile.TemporaryDirectory() as temporary:
         root = args.work or Path(temporary)
         env = command_env(root)
@@ -152,24 +156,19 @@ def main() -> None:
         reports = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(out.glob("*.json"))]
         roi_sizes = ["x".join(map(str, (stop - start for start, stop in roi["box"]))) for r in reports for roi in r["rois"]]
 
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     mean = lambda values: sum(values) / len(values)  # noqa: E731
     localisation = [entry["seconds"] for entry in localized.values()]
     steps = ("cropping", "roi_prediction", "paste_and_write")
-    header = ["CTs localised", "CT size (median voxels)", "kidneys", "found, ROI >= 99%", "recall", "min fraction",
-              "localisation s/CT (median, max)", "CTs segmented", "predict-ct --boxes s/CT (wall / CTs)",
-              "per CT: crop + ROI prediction + paste, s (mean)", "ROI sizes (voxels)"]
     row = [str(len(localized)), "x".join(str(int(median(axis))) for axis in zip(*shapes)), str(len(recalls)),
            str(len(held)), f"{len(held) / len(recalls):.3f}", f"{min(r.fraction for r in recalls):.4f}",
            f"{median(localisation):.1f}, {max(localisation):.1f}", str(len(reports)), f"{wall / len(reports):.1f}",
            " + ".join(f"{mean([r['seconds'][step] for r in reports]):.1f}" for step in steps), ", ".join(roi_sizes)]
-    for name, value in zip(header, row):
-        print(f"{name}: {value}")
+    table.add(row)
     if args.record:
-        record(f"Whole CT (benchmarks/whole_ct.py --seed {args.seed}: {args.atlases} atlases from {args.atlas_cases} "
-               f"other CTs, kidney margin {DEFAULT_KIDNEY_MARGIN_MM:g} mm, CTs painted "
-               f"onto KiTS19 labels at >= {args.spacing:g} mm, ROI window {ROI_SIZE}, ROI model PPMTrainer_debug, "
-               f"{os.cpu_count()} cores, load average at the end {load})", header, [row], torch.device(args.device))
+        table.record(f"Whole CT (benchmarks/whole_ct.py --seed {args.seed}: {args.atlases} atlases from "
+                     f"{args.atlas_cases} other CTs, kidney margin {DEFAULT_KIDNEY_MARGIN_MM:g} mm, CTs painted onto "
+                     f"KiTS19 labels at >= {args.spacing:g} mm, ROI window {ROI_SIZE}, ROI model PPMTrainer_debug)",
+                     torch.device(args.device))
 
 
 if __name__ == "__main__":

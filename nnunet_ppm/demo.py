@@ -46,8 +46,8 @@ class Budget:
 
 BUDGETS: Dict[str, Budget] = {
     "cpu": Budget("cpu", "cpu", "tiny", 14, 4, "cpuDemo", (32, 64, 64), 2, False,
-                  "CPU budget: tiny low-resolution CTs and a few hundred training iterations. This proves the "
-                  "pipeline end to end; its Dice values say nothing about either method. Run it on a GPU "
+                  "CPU budget: tiny low-resolution CTs, 80 training iterations per method, predictions without "
+                  "test-time mirroring. This proves the pipeline end to end; its Dice values say nothing about either method. Run it on a GPU "
                   "(or with --budget gpu) for numbers that mean something."),
     "gpu": Budget("gpu", "cuda", "small", 40, 10, "gpuDemo", None, 4, True,
                   "GPU budget: per-kidney ROIs of 40 synthetic patients (10 held out), 30 epochs of 250 "

@@ -8,8 +8,9 @@ from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings
 
 
 def add_crf_backend_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--crf-backend", choices=sorted(CRF_BACKENDS), default="pydensecrf",
-                        help="mean-field implementation of the CRF (default: pydensecrf, the reference)")
+    parser.add_argument("--crf-backend", choices=sorted(CRF_BACKENDS), default=PostprocessingSettings.crf_backend,
+                        help="mean-field implementation of the CRF: torch (default; GPU when present, else one CPU "
+                             "thread) or pydensecrf (the reference; one CPU core, slower)")
 
 
 def add_lcc_mode_argument(parser: argparse.ArgumentParser) -> None:

@@ -4,11 +4,12 @@ pydensecrf's N-dimensional ``DenseCRF`` takes per-voxel feature vectors; the
 kernels are Gaussians of unit width in feature space, so features are
 positions in mm divided by the spatial width and HU divided by the intensity
 width. pydensecrf runs on one CPU core and filters with a permutohedral lattice.
+It is imported when this backend runs, so that the torch backend also works
+where the C extension is not installed (the GPU machines' images lack it).
 """
 from typing import Sequence
 
 import numpy as np
-import pydensecrf.densecrf as dcrf
 
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 
@@ -38,6 +39,8 @@ def mean_field_pydensecrf(probabilities: np.ndarray, image: np.ndarray, spacing:
     Returns:
         uint8 labels (argmax of the mean-field marginals), shape block.
     """
+    import pydensecrf.densecrf as dcrf
+
     n_classes = probabilities.shape[0]
     crf = dcrf.DenseCRF(image.size, n_classes)
     crf.setUnaryEnergy(unary_energy(probabilities, params.unary_floor))

@@ -10,7 +10,7 @@ nodes, the grid is blurred with a Gaussian of sqrt(2/3) cells (linear
 spreading and reading add the missing 1/3 cell^2 of variance), and read back
 linearly.
 
-Three savings make it fast on a CPU too:
+What makes it fast:
 
 * active set - a voxel whose best unary energy beats every other by more than
   ``w_s + w_a + FROZEN_MARGIN`` cannot change its label (normalised messages
@@ -18,15 +18,29 @@ Three savings make it fast on a CPU too:
   marginals (error below e^-FROZEN_MARGIN) but still sends messages. Only the
   other voxels are updated and read, so iterations cost in proportion to the
   uncertain voxels.
-* the smoothness kernel is separable: its normalisation is a product of 1-D
-  vectors and the frozen voxels are splatted with three matrix products;
+* separable spreading - linear spreading is a product of 1-D spreads, and
+  along a spatial axis a 1-D spread is a (voxels x nodes) matrix. The leading
+  spatial axes are therefore spread and read by matrix products, and only the
+  trailing axes point by point, at their 2^s grid corners: the smoothness
+  kernel takes z and y by matrix products and x by points (2 corners per
+  voxel), the appearance kernel z by a matrix product and (y, intensity, x) by
+  points (8 corners per voxel instead of 16 on its 4-D grid). The frozen
+  voxels of the smoothness kernel go through matrix products alone, and its
+  normalisation is a product of 1-D vectors.
 * the appearance kernel is wide in space (several voxels per cell), so the
   frozen voxels are splatted from a sub-lattice with at least
   ``SAMPLES_PER_SIGMA`` samples per kernel width, each weighted by the voxels
   it stands for (a quadrature of the same sum).
+* one CPU thread (``CPU_THREADS``): the work is gathers, scatters and
+  element-wise passes over 1e5-1e7 values, which a second thread hardly
+  speeds up and, on a machine that other processes share, slows down several
+  times (each parallel region waits for a descheduled thread). Cases run in
+  parallel processes instead (``nnunet_ppm predict -nps``).
 """
 import math
-from typing import List, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +53,12 @@ BLUR_STD_CELLS = math.sqrt(2.0 / 3.0)
 BLUR_RADIUS = 2
 FROZEN_MARGIN = 5.0
 SAMPLES_PER_SIGMA = 4
+CPU_THREADS = 1
+CHUNK_POINTS = 2 ** 17
+
+
+def _chunks(count: int) -> Iterator[slice]:
+    return (slice(start, min(start + CHUNK_POINTS, count)) for start in range(0, count, CHUNK_POINTS))
 
 
 def _node_count(coords_max: float) -> int:
@@ -63,57 +83,138 @@ def _blur_matrix(nodes: int, device: torch.device) -> torch.Tensor:
     return matrix * (distance.abs() <= BLUR_RADIUS)
 
 
-def _contract(grid: torch.Tensor, matrix: torch.Tensor, axis: int) -> torch.Tensor:
-    """Apply ``matrix`` (new, old) along ``axis`` of ``grid``."""
-    return torch.tensordot(grid, matrix, dims=([axis], [1])).movedim(-1, axis)
+def _along(values: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.Tensor:
+    """Apply ``matrix`` (new, old) along dimension ``dim`` of ``values``, as one batched matrix product."""
+    shape = values.shape
+    if dim == values.dim() - 1:
+        result = values.reshape(-1, shape[dim]) @ matrix.T
+    else:
+        result = torch.matmul(matrix, values.reshape(math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1:])))
+    return result.reshape(*shape[:dim], matrix.shape[0], *shape[dim + 1:])
 
 
-class _Corners:
-    """The 2^d grid corners of a set of points: flat node indices and linear weights, each (corners * points,)."""
+def _class_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum over the (few) classes of a (classes, points) tensor, as element-wise additions of rows."""
+    total = values[0].clone()
+    for row in values[1:]:
+        total += row
+    return total
 
-    def __init__(self, coords: List[torch.Tensor], node_counts: Sequence[int]):
-        device = coords[0].device
-        strides = [math.prod(node_counts[axis + 1:]) for axis in range(len(node_counts))]
-        bits = torch.tensor([[(corner >> axis) & 1 for axis in range(len(coords))]
-                             for corner in range(2 ** len(coords))], device=device)        # (corners, axes)
-        base = torch.zeros_like(coords[0], dtype=torch.long)
-        weights = None
-        for axis, (coord, stride) in enumerate(zip(coords, strides)):
-            lower = coord.floor()
-            frac = coord - lower
+
+def _softmax_over_classes(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over dimension 0 of (classes, points), in place, by element-wise passes over rows."""
+    highest = logits[0].clone()
+    for row in logits[1:]:
+        torch.maximum(highest, row, out=highest)
+    logits.sub_(highest).exp_()
+    return logits.div_(_class_sum(logits))
+
+
+class _Points:
+    """Points spread onto, or read from, an intermediate array at the 2^s corners of their scatter axes.
+
+    ``base`` is each point's flat index in the intermediate array at its lower corner; a corner
+    adds a fixed offset (a shifted view of the array, no index arithmetic) and has one linear
+    weight per point. Points are processed in chunks of ``CHUNK_POINTS``, so that temporaries
+    stay small (in cache, and reused rather than freshly mapped by the allocator).
+    """
+
+    def __init__(self, base: torch.Tensor, fractions: Sequence[torch.Tensor], strides: Sequence[int]):
+        self.base = base
+        self.offsets, weights = [], []
+        for corner in range(2 ** len(strides)):
+            bits = [(corner >> axis) & 1 for axis in range(len(strides))]
+            self.offsets.append(sum(bit * stride for bit, stride in zip(bits, strides)))
+            weight = None
+            for bit, fraction in zip(bits, fractions):
+                factor = fraction if bit else 1 - fraction
+                weight = factor if weight is None else weight * factor
+            weights.append(weight)
+        self.weights = torch.stack(weights)                                          # (corners, points)
+
+    def chunks(self) -> Iterator[slice]:
+        return _chunks(self.base.numel())
+
+    def scatter_chunk(self, array: torch.Tensor, values: torch.Tensor, chunk: slice) -> None:
+        """Add (channels, chunk) values of the points in ``chunk`` to their corners in ``array`` (channels, size)."""
+        base, weights = self.base[chunk], self.weights[:, chunk]
+        for offset, weight in zip(self.offsets, weights):
+            for channel, channel_values in enumerate(values):       # 1-D views: no copy of the array
+                array[channel, offset:].index_add_(0, base, channel_values * weight)
+
+    def gather_chunk(self, array: torch.Tensor, chunk: slice) -> torch.Tensor:
+        """(channels, chunk): the linear interpolation of ``array`` (channels, size) at the points in ``chunk``."""
+        base, weights = self.base[chunk], self.weights[:, chunk]
+        result = torch.zeros((array.shape[0], base.numel()), device=array.device)
+        for offset, weight in zip(self.offsets, weights):
+            for channel, channel_result in enumerate(result):
+                channel_result.addcmul_(array[channel, offset:].index_select(0, base), weight)
+        return result
+
+    def scatter(self, values: torch.Tensor, size: int, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(channels, points) values, times ``scale`` (1, points) if given -> (channels, size), spread to corners."""
+        array = torch.zeros((values.shape[0], size), device=values.device)
+        for chunk in self.chunks():
+            self.scatter_chunk(array, values[:, chunk] if scale is None else values[:, chunk] * scale[:, chunk], chunk)
+        return array
+
+    def gather(self, array: torch.Tensor) -> torch.Tensor:
+        """(channels, size) -> (channels, points): the linear interpolation at each point."""
+        result = torch.empty((array.shape[0], self.base.numel()), device=array.device)
+        for chunk in self.chunks():
+            result[:, chunk] = self.gather_chunk(array, chunk)
+        return result
+
+
+class _SeparableGrid:
+    """A grid with one cell per kernel width on every feature axis, reached through an intermediate array.
+
+    The grid's axes are the leading spatial axes (spread by their tent matrices) followed by the
+    scatter axes (spread point by point). The intermediate array has the voxels of the leading axes
+    and the nodes of the scatter axes: points are scattered into it, matrix products take it to the
+    grid (splat), and back (slice).
+    """
+
+    def __init__(self, leading_tents: Sequence[torch.Tensor], scatter_nodes: Sequence[int], device: torch.device):
+        self.leading_tents = list(leading_tents)
+        self.intermediate_shape = [t.shape[0] for t in self.leading_tents] + list(scatter_nodes)
+        self.blur_matrices = [_blur_matrix(n, device) for n in [t.shape[1] for t in self.leading_tents] + list(scatter_nodes)]
+        self.size = math.prod(self.intermediate_shape)
+        self.strides = [math.prod(self.intermediate_shape[axis + 1:]) for axis in range(len(self.intermediate_shape))]
+
+    def points(self, leading_index: Sequence[torch.Tensor], scatter_coords: Sequence[torch.Tensor]) -> _Points:
+        """Points at the given voxel indices along the leading axes and grid coordinates along the scatter axes."""
+        base = torch.zeros_like(leading_index[0])
+        for index, stride in zip(leading_index, self.strides):
+            base += index * stride
+        fractions = []
+        for coords, stride in zip(scatter_coords, self.strides[len(self.leading_tents):]):
+            lower = coords.floor()
             base += lower.long() * stride
-            pair = torch.stack([1 - frac, frac])                                        # (2, points)
-            factor = pair[bits[:, axis]]                                                # (corners, points)
-            weights = factor if weights is None else weights * factor
-        offsets = bits @ torch.tensor(strides, device=device)
-        self.count, self.corner_count = base.numel(), bits.shape[0]
-        self.indices = (base[None] + offsets[:, None]).reshape(-1)
-        self.weights = weights.reshape(-1)
+            fractions.append(coords - lower)
+        return _Points(base, fractions, self.strides[len(self.leading_tents):])
 
+    def to_grid(self, intermediate: torch.Tensor) -> torch.Tensor:
+        """(channels, *intermediate_shape) -> (channels, *grid shape)."""
+        for axis, tent in enumerate(self.leading_tents):
+            intermediate = _along(intermediate, tent.T, axis + 1)
+        return intermediate
 
-class _Grid:
-    """A coarse grid with one cell per kernel width on every feature axis; linear splat and slice."""
+    def to_intermediate(self, grid: torch.Tensor) -> torch.Tensor:
+        """(channels, *grid shape) -> (channels, size): the grid read at every voxel of the leading axes."""
+        for axis, tent in enumerate(self.leading_tents):
+            grid = _along(grid, tent, axis + 1)
+        return grid.reshape(grid.shape[0], -1)
 
-    def __init__(self, node_counts: Sequence[int], device: torch.device):
-        self.node_counts = tuple(node_counts)
-        self.blur_matrices = [_blur_matrix(n, device) for n in node_counts]
+    def splat(self, values: torch.Tensor, points: _Points) -> torch.Tensor:
+        return self.to_grid(points.scatter(values, self.size).view(values.shape[0], *self.intermediate_shape))
 
-    def splat(self, values: torch.Tensor, corners: _Corners) -> torch.Tensor:
-        """Spread (channels, points) values onto the grid: (channels, *node_counts)."""
-        channels = values.shape[0]
-        contributions = (corners.weights.view(corners.corner_count, corners.count) * values[:, None]).reshape(channels, -1)
-        grid = torch.zeros((channels, math.prod(self.node_counts)), device=values.device)
-        grid.index_add_(1, corners.indices, contributions)
-        return grid.view(channels, *self.node_counts)
-
-    def slice(self, grid: torch.Tensor, corners: _Corners) -> torch.Tensor:
-        """Read the grid at the points: (channels, points)."""
-        gathered = grid.reshape(grid.shape[0], -1).index_select(1, corners.indices) * corners.weights
-        return gathered.view(grid.shape[0], corners.corner_count, corners.count).sum(1)
+    def slice(self, grid: torch.Tensor, points: _Points) -> torch.Tensor:
+        return points.gather(self.to_intermediate(grid))
 
     def blur(self, grid: torch.Tensor) -> torch.Tensor:
         for axis, matrix in enumerate(self.blur_matrices):
-            grid = _contract(grid, matrix, axis + 1)
+            grid = _along(grid, matrix, axis + 1)
         return grid
 
 
@@ -130,18 +231,19 @@ def _unravel(flat_index: torch.Tensor, shape: Sequence[int]) -> List[torch.Tenso
 
 
 class _SmoothnessKernel:
-    """Spatial Gaussian; separable, so its normalisation and the dense splat need only 1-D work and matmuls."""
+    """Spatial Gaussian on a (z, y, x) grid: z and y by matrix products, x by points; separable normalisation."""
 
     def __init__(self, shape, spacing, sigma_mm: float, device: torch.device):
         self.axis_coords = _spatial_coords(shape, spacing, sigma_mm, device)
-        self.grid = _Grid([_node_count(c[-1].item()) for c in self.axis_coords], device)
-        self.tents = [_tent_matrix(c, n) for c, n in zip(self.axis_coords, self.grid.node_counts)]
-        axis_filters = [t @ b @ t.T for t, b in zip(self.tents, self.grid.blur_matrices)]
+        node_counts = [_node_count(c[-1].item()) for c in self.axis_coords]
+        self.tents = [_tent_matrix(c, n) for c, n in zip(self.axis_coords, node_counts)]
+        self.grid = _SeparableGrid(self.tents[:2], node_counts[2:], device)
+        axis_filters = [t @ b @ t.T for t, b in zip(self.tents, [_blur_matrix(n, device) for n in node_counts])]
         self.axis_norms = [(f.sum(1)).clamp_min(1e-20).rsqrt() for f in axis_filters]
         self.axis_totals = [n * (f @ n) for n, f in zip(self.axis_norms, axis_filters)]
 
-    def corners(self, position: List[torch.Tensor]) -> _Corners:
-        return _Corners([c[p] for c, p in zip(self.axis_coords, position)], self.grid.node_counts)
+    def points(self, position: List[torch.Tensor]) -> _Points:
+        return self.grid.points(position[:2], [self.axis_coords[2][position[2]]])
 
     def norm(self, position: List[torch.Tensor]) -> torch.Tensor:
         return math.prod(n[p] for n, p in zip(self.axis_norms, position))[None]
@@ -155,90 +257,135 @@ class _SmoothnessKernel:
 
     def dense_splat(self, values: torch.Tensor) -> torch.Tensor:
         """Splat (channels, Z, Y, X) values of every voxel with three matrix products."""
-        for axis, tent in enumerate(self.tents):
-            values = _contract(values, tent.T, axis + 1)
-        return values
+        return self.grid.to_grid(_along(values, self.tents[2].T, 3))
 
 
 class _AppearanceKernel:
-    """Gaussian in space and intensity, on a 4-D grid (slice, intensity, y, x)."""
+    """Gaussian in space and intensity on a (z, y, intensity, x) grid: z by a matrix product, the rest by points."""
 
     def __init__(self, shape, spacing, sigma_mm: float, intensity: torch.Tensor, sigma_hu: float,
                  device: torch.device):
         self.axis_coords = _spatial_coords(shape, spacing, sigma_mm, device)
         self.intensity_coords = (intensity - intensity.min()) / sigma_hu + PAD
         spatial_nodes = [_node_count(c[-1].item()) for c in self.axis_coords]
-        self.grid = _Grid([spatial_nodes[0], _node_count(self.intensity_coords.max().item()), *spatial_nodes[1:]], device)
+        self.grid = _SeparableGrid([_tent_matrix(self.axis_coords[0], spatial_nodes[0])],
+                                   [spatial_nodes[1], _node_count(self.intensity_coords.max().item()), spatial_nodes[2]],
+                                   device)
         self.sample_steps = [max(1, int(sigma_mm / s) // SAMPLES_PER_SIGMA) for s in spacing]
 
-    def corners(self, flat_index: torch.Tensor, position: List[torch.Tensor]) -> _Corners:
-        z, y, x = (c[p] for c, p in zip(self.axis_coords, position))
-        return _Corners([z, self.intensity_coords[flat_index], y, x], self.grid.node_counts)
+    def points(self, flat_index: torch.Tensor, position: List[torch.Tensor]) -> _Points:
+        z, y, x = position
+        return self.grid.points([z], [self.axis_coords[1][y], self.intensity_coords[flat_index], self.axis_coords[2][x]])
+
+
+@dataclass
+class _KernelTerm:
+    """One pairwise kernel's part of the update, for the active voxels (``points``).
+
+    ``norm`` and ``normalised_total`` (1, active) are the symmetric normalisation of each active
+    voxel and its normalised kernel sum over all voxels; ``frozen_grid`` holds the frozen voxels'
+    normalised foreground marginals, splatted once.
+    """
+    weight: float
+    grid: _SeparableGrid
+    points: _Points
+    norm: torch.Tensor
+    normalised_total: torch.Tensor
+    frozen_grid: torch.Tensor
+
+    def received_sums(self, marginals: torch.Tensor) -> torch.Tensor:
+        """Blurred grid of all voxels' normalised foreground marginals, read back along the leading axes."""
+        intermediate = self.points.scatter(marginals[1:], self.grid.size, scale=self.norm)
+        sums = self.frozen_grid + self.grid.to_grid(intermediate.view(-1, *self.grid.intermediate_shape))
+        return self.grid.to_intermediate(self.grid.blur(sums))
+
+
+@contextmanager
+def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
+    """Limit torch's intra-op threads on the CPU for the duration of the block."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(min(threads, previous))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def mean_field_torch(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[float],
                      params: CRFParams) -> np.ndarray:
-    """Dense CRF labels of one block with the PyTorch grid backend (GPU when available).
+    """Dense CRF labels of one block with the PyTorch grid backend (GPU when available, else one CPU thread).
 
     Args, returns: as ``crf_pydensecrf.mean_field_pydensecrf``.
     """
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    with _cpu_threads(device, CPU_THREADS):
+        return _mean_field(probabilities, image, spacing, params, device)
+
+
+def _mean_field(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[float], params: CRFParams,
+                device: torch.device) -> np.ndarray:
     shape = tuple(image.shape)
     labels = argmax_labels(probabilities)
     n_classes = probabilities.shape[0]
-    clipped = torch.from_numpy(probabilities).to(device).reshape(n_classes, -1).clamp(params.unary_floor, 1.0)
+    floor = params.unary_floor
+    probabilities = torch.from_numpy(np.ascontiguousarray(probabilities)).to(device).reshape(n_classes, -1)
     frozen_gap = params.smoothness_weight + params.appearance_weight + FROZEN_MARGIN
-    close_to_best = clipped > clipped.amax(0) * math.exp(-frozen_gap)
-    frozen = close_to_best.sum(0) == 1
+    threshold = probabilities.amax(0).clamp_(floor, 1.0).mul_(math.exp(-frozen_gap))
+    close_to_best = (threshold < floor).to(torch.uint8)       # a probability below the floor counts as the floor
+    for row in probabilities:
+        close_to_best += row > threshold
+    frozen = close_to_best == 1
     active = torch.nonzero(~frozen).flatten()
-    del close_to_best
+    del close_to_best, threshold
     if active.numel() == 0:
         return labels
 
-    initial = clipped / clipped.sum(0)                     # softmax(-U): pydensecrf's starting marginals
-    unary = -clipped[:, active].log()
+    frozen_foreground = probabilities[1:].clamp(floor, 1.0)      # softmax(-U): pydensecrf's starting marginals
+    frozen_foreground /= probabilities[0].clamp(floor, 1.0) + _class_sum(frozen_foreground)
+    frozen_foreground *= frozen
+    active_clipped = probabilities[:, active].clamp_(floor, 1.0)
+    unary = -active_clipped.log()
+    marginals = active_clipped.div_(_class_sum(active_clipped))
     active_position = _unravel(active, shape)
-    frozen_foreground = initial[1:] * frozen
-    del clipped
 
     smoothness = _SmoothnessKernel(shape, spacing, params.smoothness_sigma_mm, device)
-    frozen_foreground_norm = frozen_foreground.view(-1, *shape) * smoothness.dense_norm()
-    smoothness_terms = (params.smoothness_weight, smoothness.grid, smoothness.corners(active_position),
-                        smoothness.norm(active_position), smoothness.normalised_total(active_position),
-                        smoothness.dense_splat(frozen_foreground_norm))
-    del frozen_foreground_norm
+    smoothness_term = _KernelTerm(params.smoothness_weight, smoothness.grid, smoothness.points(active_position),
+                                  smoothness.norm(active_position), smoothness.normalised_total(active_position),
+                                  smoothness.dense_splat(frozen_foreground.view(-1, *shape) * smoothness.dense_norm()))
 
     intensity = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device).reshape(-1)
     appearance = _AppearanceKernel(shape, spacing, params.appearance_sigma_mm, intensity,
                                    params.appearance_sigma_hu, device)
     frozen_mask = frozen.view(shape)[tuple(slice(None, None, step) for step in appearance.sample_steps)]
-    lattice = torch.arange(initial.shape[1], device=device).view(shape)
+    lattice = torch.arange(frozen.numel(), device=device).view(shape)
     lattice = lattice[tuple(slice(None, None, step) for step in appearance.sample_steps)][frozen_mask]
     lattice_weight = float(math.prod(appearance.sample_steps))
-    lattice_corners = appearance.corners(lattice, _unravel(lattice, shape))
-    active_corners = appearance.corners(active, active_position)
+    lattice_points = appearance.points(lattice, _unravel(lattice, shape))
+    active_points = appearance.points(active, active_position)
     grid = appearance.grid
-    density = (grid.splat(torch.full((1, lattice.numel()), lattice_weight, device=device), lattice_corners)
-               + grid.splat(torch.ones((1, active.numel()), device=device), active_corners))
-    density = grid.blur(density)
-    lattice_norm = grid.slice(density, lattice_corners).clamp_min(1e-20).rsqrt()
-    active_norm = grid.slice(density, active_corners).clamp_min(1e-20).rsqrt()
+    density = grid.blur(grid.splat(torch.full((1, lattice.numel()), lattice_weight, device=device), lattice_points)
+                        + grid.splat(torch.ones((1, active.numel()), device=device), active_points))
+    lattice_norm = grid.slice(density, lattice_points).clamp_min(1e-20).rsqrt()
+    active_norm = grid.slice(density, active_points).clamp_min(1e-20).rsqrt()
     frozen_sums = grid.splat(torch.cat([lattice_norm, lattice_norm * frozen_foreground[:, lattice]]) * lattice_weight,
-                             lattice_corners)
-    total = grid.slice(grid.blur(frozen_sums[:1] + grid.splat(active_norm, active_corners)), active_corners)
-    appearance_terms = (params.appearance_weight, grid, active_corners, active_norm, active_norm * total,
-                        frozen_sums[1:])
-    del frozen_foreground, lattice_corners, density, intensity
+                             lattice_points)
+    total = grid.slice(grid.blur(frozen_sums[:1] + grid.splat(active_norm, active_points)), active_points)
+    appearance_term = _KernelTerm(params.appearance_weight, grid, active_points, active_norm, active_norm * total,
+                                  frozen_sums[1:])
+    del frozen_foreground, lattice_points, density, intensity
 
-    marginals = initial[:, active]
-    del initial
+    terms = (smoothness_term, appearance_term)
     for _ in range(int(params.iterations)):
-        logits = -unary
-        for weight, kernel_grid, corners, norm, normalised_total, frozen_grid in (smoothness_terms, appearance_terms):
-            sums = frozen_grid + kernel_grid.splat(norm * marginals[1:], corners)
-            messages = norm * kernel_grid.slice(kernel_grid.blur(sums), corners)
-            logits[1:] += weight * messages
-            logits[0] += weight * (normalised_total[0] - messages.sum(0))
-        marginals = torch.softmax(logits, 0)
-    labels.reshape(-1)[active.cpu().numpy()] = marginals.argmax(0).to(torch.uint8).cpu().numpy()
+        received = [term.received_sums(marginals) for term in terms]
+        for chunk in _chunks(active.numel()):
+            logits = -unary[:, chunk]
+            for term, sums in zip(terms, received):
+                messages = term.points.gather_chunk(sums, chunk).mul_(term.norm[:, chunk])
+                logits[1:] += term.weight * messages
+                logits[0] += term.weight * (term.normalised_total[0, chunk] - _class_sum(messages))
+            marginals[:, chunk] = _softmax_over_classes(logits)
+    labels.reshape(-1)[active.cpu().numpy()] = argmax_labels(marginals.cpu().numpy())
     return labels

@@ -3,7 +3,7 @@
 Entry point :func:`dense_crf`. The mean-field inference itself is a
 *backend*: ``"pydensecrf"`` (reference; CPU, one core, permutohedral
 lattice) or ``"torch"`` (``crf_torch``: grids and an active set; GPU when
-present, all cores otherwise). Both see the same blocks and the same
+present, one CPU thread otherwise). Both see the same blocks and the same
 parameters, so their results can be compared voxel by voxel.
 """
 from typing import Callable, Dict, Sequence

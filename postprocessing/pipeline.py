@@ -30,13 +30,14 @@ class PostprocessingSettings:
         lcc_mode: "largest" (paper; one kidney ROI) or "per-side" (full CT; largest component
             left and right of the image middle).
         crf_params: CRF parameters.
-        crf_backend: mean-field backend (see ``dense_crf.CRF_BACKENDS``).
+        crf_backend: mean-field backend (see ``dense_crf.CRF_BACKENDS``): "torch", the fast one, by default;
+            "pydensecrf" is the reference it is tested against.
     """
     use_crf: bool = True
     use_lcc: bool = True
     lcc_mode: str = "largest"
     crf_params: CRFParams = field(default_factory=CRFParams)
-    crf_backend: str = "pydensecrf"
+    crf_backend: str = "torch"
 
 
 def lr_axis_for(case_id: str, properties: dict, settings: PostprocessingSettings) -> Optional[int]:

@@ -9,7 +9,9 @@
   loader) and mirroring, nothing else (no rotation, scaling, intensity changes).
 
 Everything else (data loading, validation, checkpoints, fp16 autocast on CUDA,
-gradient clipping at 12) is nnU-Net's own.
+gradient clipping at 12, multi-GPU DDP) is nnU-Net's own; without deep
+supervision the network's auxiliary output heads are frozen, so that DDP
+accepts it (see ``build_network_architecture``).
 """
 from typing import List, Tuple, Union
 
@@ -21,6 +23,7 @@ from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunet_ppm.training.class_weights import PAPER_CLASS_WEIGHTS, class_weights
 from nnunet_ppm.training.lr_schedule import PAPER_EPOCHS, EpochMultiStepLR, paper_lr_milestones
@@ -39,6 +42,26 @@ class PPMTrainer(nnUNetTrainer):
         self.momentum = 0.9
         self.num_epochs = PAPER_EPOCHS
         self.enable_deep_supervision = False
+
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> torch.nn.Module:
+        """nnU-Net's network from the plans; without deep supervision its auxiliary output heads are frozen.
+
+        Without deep supervision only the last of ``decoder.seg_layers`` (the full-resolution head,
+        in FCNPPM as in nnU-Net's U-Nets) makes the output; the others never get a gradient, which
+        DistributedDataParallel (``nnUNetv2_train -num_gpus N``) refuses in the second iteration
+        ("parameters that were not used in producing loss"). Frozen, they are left out of its
+        gradient reduction; they keep their initial weights, as they would anyway.
+        """
+        network = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                           num_output_channels, enable_deep_supervision)
+        heads = getattr(getattr(network, "decoder", None), "seg_layers", None)
+        if not enable_deep_supervision and heads is not None:
+            for head in heads[:-1]:
+                head.requires_grad_(False)
+        return network
 
     def _build_loss(self) -> torch.nn.Module:
         if self.label_manager.has_regions:

@@ -5,15 +5,30 @@ PPMTrainer_Xepochs keeps the paper's learning-rate milestones at 3/8, 5/8 and
 validation iteration) and predict without test-time mirroring (their
 validation and any later prediction with them are 8x cheaper): enough to
 prove the plumbing on a CPU, nothing more. The `_cpuDemo` / `_gpuDemo` pairs
-give both methods the same budget in `nnunet_ppm demo`.
+give both methods the same budget in `nnunet_ppm demo`; the `_cpuDemo` ones
+also predict without test-time mirroring.
 nnUNetTrainer_debug is stock nnU-Net with that same budget, the baseline that
 PPMTrainer_debug is compared with in tests and the CPU demo.
+
+PPMTrainerBenchmark_5epochs / _noDataLoading time the training loop
+(benchmarks/training_loop.py), like nnU-Net's nnUNetTrainerBenchmark_5epochs
+(which needs CUDA and deep supervision): 5 epochs of 50 iterations, no
+checkpoints, no final validation; they write the seconds of each epoch's
+training iterations to benchmark_result.json. The _noDataLoading one feeds
+one fixed random batch, already on the device, to nnU-Net's own loop. The
+PPMTrainerBenchmark_3epochs_4its pair is the same at a CPU's pace.
 """
+import itertools
+import json
+import os
+import time
 from typing import Optional
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 
+from nnunet_ppm.atomic_io import write_text_atomic
 from nnunet_ppm.training.ppm_trainer import PPMTrainer
 
 
@@ -35,24 +50,96 @@ class TrainingBudget:
             self.num_val_iterations_per_epoch = self.budget_val_iterations_per_epoch
 
 
-class DebugBudget(TrainingBudget):
-    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 2, 3, 1
+class NoTestTimeMirroring:
+    """Mixin: train with the parent's augmentation, but store no mirroring axes, so inference skips test-time
+    mirroring (8 network evaluations per window in 3D)."""
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        """Train with the parent's augmentation; store no mirroring axes, so inference skips test-time mirroring."""
         configuration = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = None
         return configuration
 
 
-class CpuDemoBudget(TrainingBudget):
-    """`nnunet_ppm demo --budget cpu`: a few minutes per method on 2 CPU cores."""
+class DebugBudget(NoTestTimeMirroring, TrainingBudget):
+    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 2, 3, 1
+
+
+class CpuDemoBudget(NoTestTimeMirroring, TrainingBudget):
+    """`nnunet_ppm demo --budget cpu`: a few minutes per method on 2 CPU cores, predictions without mirroring."""
     budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 4, 20, 2
 
 
 class GpuDemoBudget(TrainingBudget):
     """`nnunet_ppm demo --budget gpu`: 30 epochs of 250 iterations per method."""
     budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 30, 250, 50
+
+
+class TrainingLoopBenchmark(TrainingBudget):
+    """Mixin: time the training iterations of every epoch; no checkpoints, no final validation.
+
+    Writes ``benchmark_result.json`` in the fold folder: seconds of each epoch's
+    training iterations (validation excluded), iterations per epoch, batch size,
+    patch size, device and whether batches came from nnU-Net's data loader.
+    """
+    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 5, 50, 1
+    data_loading = True
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.disable_checkpointing = True
+        self.train_seconds_per_epoch = []
+        self._epoch_start = None
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._synchronize()
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, train_outputs):
+        self._synchronize()
+        self.train_seconds_per_epoch.append(time.perf_counter() - self._epoch_start)
+        super().on_train_epoch_end(train_outputs)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """No validation of the fold's cases: this run only measures speed."""
+
+    def on_train_end(self):
+        super().on_train_end()
+        if self.local_rank != 0:
+            return
+        result = {"trainer": self.__class__.__name__, "train_seconds_per_epoch": self.train_seconds_per_epoch,
+                  "iterations_per_epoch": self.num_iterations_per_epoch, "batch_size": self.batch_size,
+                  "patch_size": list(self.configuration_manager.patch_size), "device": str(self.device),
+                  "data_loading": self.data_loading,
+                  "data_augmentation_processes": get_allowed_n_proc_DA() if self.data_loading else 0,
+                  "torch": torch.__version__}
+        write_text_atomic(os.path.join(self.output_folder, "benchmark_result.json"), json.dumps(result, indent=2))
+
+
+class CpuTrainingLoopBenchmark(TrainingLoopBenchmark):
+    """TrainingLoopBenchmark at a CPU's pace: 3 epochs of 4 iterations (the first epoch is warm-up)."""
+    budget_epochs, budget_iterations_per_epoch = 3, 4
+
+
+class FixedBatch:
+    """Mixin for TrainingLoopBenchmark: every iteration gets the same random batch, already on the device.
+
+    Targets are one label map per sample (trainers without deep supervision, as PPMTrainer).
+    """
+    data_loading = False
+
+    def get_dataloaders(self):
+        patch = list(self.configuration_manager.patch_size)
+        data = torch.rand((self.batch_size, self.num_input_channels, *patch), device=self.device)
+        target = torch.randint(0, len(self.label_manager.all_labels), (self.batch_size, 1, *patch),
+                               device=self.device).float()
+        batch = {"data": data, "target": target}
+        return itertools.repeat(batch), itertools.repeat(batch)
 
 
 class PPMTrainer_5epochs(TrainingBudget, PPMTrainer):
@@ -96,4 +183,20 @@ class PPMTrainer_gpuDemo(GpuDemoBudget, PPMTrainer):
 
 
 class nnUNetTrainer_gpuDemo(GpuDemoBudget, nnUNetTrainer):
+    pass
+
+
+class PPMTrainerBenchmark_5epochs(TrainingLoopBenchmark, PPMTrainer):
+    pass
+
+
+class PPMTrainerBenchmark_5epochs_noDataLoading(FixedBatch, TrainingLoopBenchmark, PPMTrainer):
+    pass
+
+
+class PPMTrainerBenchmark_3epochs_4its(CpuTrainingLoopBenchmark, PPMTrainer):
+    pass
+
+
+class PPMTrainerBenchmark_3epochs_4its_noDataLoading(FixedBatch, CpuTrainingLoopBenchmark, PPMTrainer):
     pass

@@ -1,0 +1,27 @@
+"""PPMTrainerBenchmark_5epochs(_noDataLoading): nnU-Net's own loop, timed per epoch, results in benchmark_result.json."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from nnunetv2.run.run_training import get_trainer_from_args
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("trainer_name, data_loading", [("PPMTrainerBenchmark_5epochs", True),
+                                                        ("PPMTrainerBenchmark_5epochs_noDataLoading", False)])
+def test_benchmark_trainer_times_each_epoch_and_writes_no_checkpoint(tiny_env, trainer_name, data_loading):
+    trainer = get_trainer_from_args("900", "3d_fullres", 0, trainer_name, "nnUNetPPMPlans", device=torch.device("cpu"))
+    trainer.num_epochs, trainer.num_iterations_per_epoch = 1, 1  # the variant's 5 x 50, shortened for the CPU
+    try:
+        trainer.run_training()
+        fold = Path(trainer.output_folder)
+        result = json.loads((fold / "benchmark_result.json").read_text(encoding="utf-8"))
+        assert len(result["train_seconds_per_epoch"]) == 1 and result["train_seconds_per_epoch"][0] > 0
+        assert (result["iterations_per_epoch"], result["batch_size"], result["patch_size"]) == (1, 2, [32, 64, 64])
+        assert result["data_loading"] is data_loading
+        assert not list(fold.glob("checkpoint_*.pth"))
+    finally:
+        shutil.rmtree(trainer.output_folder_base)
