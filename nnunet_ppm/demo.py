@@ -170,7 +170,7 @@ def run_demo(out: Path, budget: Budget, dataset_id: int = 990, seed: int = 0) ->
                          f"pass another --dataset-id")
     print(f"nnunet_ppm demo: budget '{budget.name}' on {budget.device}. {budget.note}\n", flush=True)
 
-    steps = StepRunner(out, env, total=9)
+    steps = StepRunner(out, env, total=10)  # one per steps.run below
     ppm_trainer, nnunet_trainer = f"PPMTrainer_{budget.trainer_suffix}", f"nnUNetTrainer_{budget.trainer_suffix}"
     steps.run("generate synthetic CTs", ["nnunet_ppm", "synth", out / "source", "--cases", budget.cases,
                                          "--seed", seed, "--preset", budget.preset, "--layout", "roi"])

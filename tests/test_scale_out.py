@@ -1,4 +1,6 @@
-"""Scale-out on nnU-Net's machinery: PPMTrainer's networks under DistributedDataParallel, a cohort split into parts."""
+"""Scale-out on nnU-Net's machinery: PPMTrainer's networks under DistributedDataParallel.
+
+A cohort split into prediction parts (-num_parts/-part_id): tests/test_predict_cli.py."""
 import shutil
 
 import pytest
@@ -7,7 +9,6 @@ import torch.distributed as dist
 from nnunetv2.run.run_training import get_trainer_from_args
 from torch.nn.parallel import DistributedDataParallel
 
-from nnunet_runs import case_ids, run_command
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +28,3 @@ def test_ppm_trainer_network_trains_under_ddp(tiny_env, tmp_path, plans):
     finally:
         dist.destroy_process_group()
         shutil.rmtree(trainer.output_folder_base)
-
-
-def test_two_parts_predict_every_case_exactly_once(tiny_dataset, tmp_path):
-    tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
-    images = tiny_dataset.raw / "imagesTr"
-    for part in (0, 1):
-        run_command(["nnunet_ppm", "predict", "-i", images, "-o", tmp_path / f"part{part}", "-d",
-                     tiny_dataset.dataset_id, "-c", "3d_fullres", "-f", "0", "-tr", "PPMTrainer_debug", "-p",
-                     "nnUNetPPMPlans", "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar",
-                     "-num_parts", "2", "-part_id", part], tiny_dataset.env)
-    parts = [set(case_ids(tmp_path / f"part{part}")) for part in (0, 1)]
-    assert all(parts) and not parts[0] & parts[1]
-    assert parts[0] | parts[1] == set(case_ids(images, "_0000.nii.gz"))
