@@ -15,10 +15,11 @@ from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 STARTUP_PTH = "nnunet_ppm-ext-trainer.pth"
+STARTUP_CODE = "import nnunet_ppm.nnunet_env as nnunet_ppm_env; nnunet_ppm_env.register_ext_trainer_dir()\n"
 
 
 class BuildPyWithStartupPth(build_py):
-    """build_py that also puts the start-up .pth file at the root of the installed tree."""
+    """build_py that also writes the start-up .pth file (one line of code) at the root of the installed tree."""
 
     def run(self):
         super().run()
@@ -27,7 +28,9 @@ class BuildPyWithStartupPth(build_py):
             target_root = self.get_finalized_command("install").install_lib
         else:
             target_root = self.build_lib
-        self.copy_file(os.path.join("nnunet_ppm", STARTUP_PTH), os.path.join(target_root, STARTUP_PTH))
+        os.makedirs(target_root, exist_ok=True)
+        with open(os.path.join(target_root, STARTUP_PTH), "w", encoding="utf-8") as pth:
+            pth.write(STARTUP_CODE)
 
 
 subpackage_roots = {"nnunet_ppm.dataset_conversion": "dataset_conversion",
