@@ -4,6 +4,7 @@ import argparse
 import torch
 
 from nnunet_ppm.localization.atlas_localizer import DEFAULT_KIDNEY_MARGIN_MM
+from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM
 from nnunet_ppm.localization.localizer import KidneyLocalizer
 from nnunet_ppm.localization.registration import RegistrationSettings
 
@@ -23,6 +24,9 @@ def add_localizer_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--registration-iterations", type=int, default=DEFAULT_ITERATIONS,
                        help=f"affine iterations per resolution level (--atlases; default {DEFAULT_ITERATIONS})")
     group.add_argument("--deformable", action="store_true", help="add B-spline refinement (--atlases)")
+    group.add_argument("--mass-search", type=float, default=DEFAULT_SEARCH_MM, metavar="MM",
+                       help="grow each atlas kidney box up to this far to the enhancing kidney + tumor mass in the CT "
+                            f"(--atlases; default {DEFAULT_SEARCH_MM:g}; 0: off)")
     group.add_argument("--coarse-folds", nargs="+", default=["0"], help="folds of --coarse-model (default 0)")
     group.add_argument("--coarse-checkpoint", default="checkpoint_final.pth", help="checkpoint of --coarse-model")
     group.add_argument("--kidney-margin", type=float, default=None, metavar="MM",
@@ -37,7 +41,7 @@ def localizer_from_args(args: argparse.Namespace, device: torch.device) -> Kidne
         from nnunet_ppm.localization.atlas_set import load_atlases
         settings = RegistrationSettings(affine_iterations=args.registration_iterations, deformable=args.deformable)
         margin = DEFAULT_KIDNEY_MARGIN_MM if args.kidney_margin is None else args.kidney_margin
-        return AtlasLocalizer(load_atlases(args.atlases), settings, margin)
+        return AtlasLocalizer(load_atlases(args.atlases), settings, margin, args.mass_search)
     margin = args.kidney_margin or 0.0
     if args.coarse_model:
         from nnunet_ppm.localization.nnunet_localizer import NnunetLocalizer
