@@ -12,7 +12,7 @@ Steps, all under --work (a temporary folder by default; what an earlier run left
 3. an ROI model: the first group converted with `--roi --roi-size 110mm` (the paper's 150 voxels at
    ~0.74 mm), planned by nnU-Net and `nnunet_ppm plan`, trained with PPMTrainer_debug. A plumbing
    budget: its labels mean nothing, but its time per ROI is that of the PPM network at this spacing;
-4. `nnunet_ppm localize --atlases` on the --cases CTs: seconds per CT, and the recall figure: the
+4. `nnunet_ppm localize --atlases [--mass-search]` on the --cases CTs: seconds per CT, and the recall figure: the
    fraction of reference kidneys found whose ROI (the model's window around the kidney box, as
    predict-ct crops it) holds >= 99% of their kidney + tumor voxels (:mod:`nnunet_ppm.whole_ct.recall`);
 5. `nnunet_ppm predict-ct --boxes` (step 4's boxes) on the first --predict-cases CTs (-device,
@@ -43,6 +43,7 @@ from whole_ct_cases import painted_source  # noqa: E402
 from nnunet_ppm.dataset_conversion.convert import convert_dataset  # noqa: E402
 from nnunet_ppm.localization.atlas_localizer import DEFAULT_KIDNEY_MARGIN_MM  # noqa: E402
 from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer  # noqa: E402
+from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM  # noqa: E402
 from nnunet_ppm.localization.localizer import ct_cases  # noqa: E402
 from nnunet_ppm.whole_ct.predict_ct import roi_window_of  # noqa: E402
 from nnunet_ppm.whole_ct.recall import roi_recall  # noqa: E402
@@ -103,6 +104,8 @@ def main() -> None:
     parser.add_argument("--predict-cases", type=int, default=5, help="of these, CTs to segment (default 5)")
     parser.add_argument("--spacing", type=float, default=2.0, help="paint CTs at >= this spacing, mm (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="which label maps are chosen")
+    parser.add_argument("--mass-search", type=float, default=DEFAULT_SEARCH_MM,
+                        help=f"localize's --mass-search, mm (default {DEFAULT_SEARCH_MM:g}; 0: no mass growth)")
     parser.add_argument("-device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for everything (default: a temporary one); painted CTs, atlases and the ROI "
@@ -128,7 +131,7 @@ def main() -> None:
 
         boxes = root / "boxes.json"
         run_command(["nnunet_ppm", "localize", "-i", targets / "imagesTr", "-o", boxes, "--atlases", root / "atlases",
-                     "--disable_progress_bar"], env)
+                     "--mass-search", args.mass_search, "--disable_progress_bar"], env)
         localized = json.loads(boxes.read_text(encoding="utf-8"))["cases"]
         localizer, recalls, shapes = BoxesLocalizer(boxes), [], []
         for ct in ct_cases(targets / "imagesTr"):
@@ -166,7 +169,8 @@ def main() -> None:
     table.add(row)
     if args.record:
         table.record(f"Whole CT (benchmarks/whole_ct.py --seed {args.seed}: {args.atlases} atlases from "
-                     f"{args.atlas_cases} other CTs, kidney margin {DEFAULT_KIDNEY_MARGIN_MM:g} mm, CTs painted onto "
+                     f"{args.atlas_cases} other CTs, kidney margin {DEFAULT_KIDNEY_MARGIN_MM:g} mm, mass search "
+                     f"{args.mass_search:g} mm, CTs painted onto "
                      f"KiTS19 labels at >= {args.spacing:g} mm, ROI window {ROI_SIZE}, ROI model PPMTrainer_debug)",
                      torch.device(args.device))
 
