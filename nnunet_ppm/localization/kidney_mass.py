@@ -18,12 +18,10 @@ enhancing mass around a located box and grows the box to hold it:
 4. the *mass* is the component with most voxels in the box's core (the middle
    third of the box along each axis), plus the enhancing tissue within the
    opening radius of it (what the opening shaved off its surface);
-5. the box grows to hold the mass. A mass that runs into the edge of the
-   search region (the search limit or the image border; the image border
-   does not count on a side where the box itself already reaches it) has
-   leaked into a neighbouring organ or vessel and is not used: steps 3-5 are
-   tried again with the next, wider opening of OPENINGS_MM; when every mass
-   leaked, the box stays as it was.
+5. the box grows to hold the mass. A mass that runs into the search limit
+   (anywhere but the image border) has leaked into a neighbouring organ and
+   is not used: steps 3-5 are tried again with the next, wider opening of
+   OPENINGS_MM; when every mass leaked, the box stays as it was.
 
 The box only grows, never shrinks; afterwards the localiser's kidney margin
 is added as before. Non-enhancing parts of a tumor (necrosis, cysts) count
@@ -106,11 +104,11 @@ def grow_to_kidney_mass(ct: np.ndarray, spacing: Sequence[float], box: Box, sear
         if mass is None:
             return box
         extent = []
-        for axis, ((start, stop), (low, high), factor, size) in enumerate(zip(box, search, factors, shape)):
+        for axis, ((low, high), factor, size) in enumerate(zip(search, factors, shape)):
             occupied = np.flatnonzero(mass.any(axis=tuple(a for a in range(3) if a != axis)))
             first, last = low + int(occupied[0]) * factor, min(low + (int(occupied[-1]) + 1) * factor, high)
-            if (first <= low and start > 0) or (last >= high and stop < size):
-                break  # the mass runs into the edge of the search region: it has leaked into a neighbour
+            if (first <= low and low > 0) or (last >= high and high < size):
+                break  # the mass runs into the search limit: it has leaked into a neighbour
             extent.append((first, last))
         else:
             return tuple((min(start, first), max(stop, last)) for (start, stop), (first, last) in zip(box, extent))
