@@ -93,8 +93,7 @@ class AtlasLocalizer(KidneyLocalizer):
         for fused in fuse_kidneys(warped):
             box = region_box(fused.region, target.image, ct.image)
             if self.mass_search_mm:
-                box = grow_to_kidney_mass(sitk.GetArrayViewFromImage(ct.image), ct.image.GetSpacing()[::-1], box,
-                                          self.mass_search_mm)
+                box = grow_to_kidney_mass(ct.image, box, self.mass_search_mm)
             kidneys.append(LocatedKidney(fused.side, box, fused.confidence))
             notes.append(f"{fused.side} kidney: {fused.supporters} of {len(warped)} atlases agree"
                          + (" (no majority; weak consensus)" if fused.weak else ""))

@@ -8,7 +8,8 @@ strongly, and perirenal fat wraps them. :func:`grow_to_kidney_mass` finds that
 enhancing mass around a located box and grows the box to hold it:
 
 1. the CT around the box (the box grown by ``search_mm``, clipped to the
-   image) is averaged into blocks of about GRID_MM;
+   image) is averaged into blocks of at most GRID_MM
+   (:func:`~.low_resolution.block_average`);
 2. *enhancing tissue*: blocks within ENHANCING_HU: renal cortex (150-250 HU
    in the arterial phase) and enhancing tumor, not fat, bowel, muscle or liver
    (below) nor the contrast-filled aorta or bone (above);
@@ -37,9 +38,12 @@ from typing import Optional, Sequence, Tuple
 
 import cc3d
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from nnunet_ppm.dataset_conversion.roi import Box
+from nnunet_ppm.localization.localizer import grow_box
+from nnunet_ppm.localization.low_resolution import block_average
 
 ENHANCING_HU = (120.0, 300.0)
 GRID_MM = 2.0
@@ -54,18 +58,6 @@ def _ball(radius_voxels: Sequence[float]) -> np.ndarray:
     return sum((g / max(r, 1e-6)) ** 2 for g, r in zip(grids, radius_voxels)) <= 1.0
 
 
-def _block_mean(array: np.ndarray, factors: Sequence[int]) -> np.ndarray:
-    """Mean over blocks of `factors` voxels (edge blocks averaged over the voxels they hold)."""
-    padded_shape = [int(math.ceil(n / f)) * f for n, f in zip(array.shape, factors)]
-    padded = np.zeros(padded_shape, np.float32)
-    counts = np.zeros(padded_shape, np.float32)
-    padded[tuple(slice(0, n) for n in array.shape)] = array
-    counts[tuple(slice(0, n) for n in array.shape)] = 1.0
-    blocks = [s for n, f in zip(padded_shape, factors) for s in (n // f, f)]
-    return (padded.reshape(blocks).sum(axis=(1, 3, 5))
-            / np.maximum(counts.reshape(blocks).sum(axis=(1, 3, 5)), 1.0))
-
-
 def _mass(tissue: np.ndarray, core: Tuple[slice, ...], radius_voxels: Sequence[float]) -> Optional[np.ndarray]:
     """The opened component of `tissue` with most voxels in `core`, plus the tissue the opening shaved off it."""
     ball = _ball(radius_voxels)
@@ -78,22 +70,23 @@ def _mass(tissue: np.ndarray, core: Tuple[slice, ...], radius_voxels: Sequence[f
     return ndimage.binary_dilation(components == ids[np.argmax(counts)], structure=ball) & tissue
 
 
-def grow_to_kidney_mass(ct: np.ndarray, spacing: Sequence[float], box: Box, search_mm: float = DEFAULT_SEARCH_MM,
+def grow_to_kidney_mass(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEARCH_MM,
                         openings_mm: Sequence[float] = OPENINGS_MM) -> Box:
     """`box` (tight kidney box, array order, half-open) grown to the kidney's enhancing mass in `ct` (HU).
 
     Args:
-        ct: the whole CT (z, y, x), Hounsfield units.
-        spacing: its voxel size in mm, array order.
+        ct: the whole CT, Hounsfield units.
         box: the located kidney box, inside the image.
         search_mm: how far beyond `box` the mass may reach (> 0).
         openings_mm: radii of the openings that cut bridges to neighbours, tried in this order.
     """
-    shape = ct.shape
-    search = [(max(start - int(math.ceil(search_mm / step)), 0), min(stop + int(math.ceil(search_mm / step)), size))
-              for (start, stop), step, size in zip(box, spacing, shape)]
-    factors = [max(int(round(GRID_MM / step)), 1) for step in spacing]
-    hu = _block_mean(ct[tuple(slice(start, stop) for start, stop in search)], factors)
+    shape, spacing = ct.GetSize()[::-1], ct.GetSpacing()[::-1]
+    search = grow_box(box, search_mm, spacing, shape)
+    region = sitk.RegionOfInterest(ct, [stop - start for start, stop in search[::-1]],
+                                   [start for start, _ in search[::-1]])
+    blocks = block_average(region, GRID_MM)  # drops a last partial block: the last whole one is the edge
+    factors = [int(round(step / original)) for step, original in zip(blocks.GetSpacing()[::-1], spacing)]
+    hu = sitk.GetArrayViewFromImage(blocks)
     tissue = (hu >= ENHANCING_HU[0]) & (hu <= ENHANCING_HU[1])
     core = []
     for (start, stop), (low, _), factor in zip(box, search, factors):
@@ -106,10 +99,11 @@ def grow_to_kidney_mass(ct: np.ndarray, spacing: Sequence[float], box: Box, sear
         extent = []
         for axis, ((low, high), factor, size) in enumerate(zip(search, factors, shape)):
             occupied = np.flatnonzero(mass.any(axis=tuple(a for a in range(3) if a != axis)))
-            first, last = low + int(occupied[0]) * factor, min(low + (int(occupied[-1]) + 1) * factor, high)
-            if (first <= low and low > 0) or (last >= high and high < size):
+            at_low, at_high = occupied[0] == 0, occupied[-1] == mass.shape[axis] - 1
+            if (at_low and low > 0) or (at_high and high < size):
                 break  # the mass runs into the search limit: it has leaked into a neighbour
-            extent.append((first, last))
+            last = high if at_high else low + (int(occupied[-1]) + 1) * factor
+            extent.append((low + int(occupied[0]) * factor, last))
         else:
             return tuple((min(start, first), max(stop, last)) for (start, stop), (first, last) in zip(box, extent))
     return box

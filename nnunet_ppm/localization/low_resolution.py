@@ -33,7 +33,7 @@ def low_resolution_grid(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     return grid
 
 
-def _block_average(image: sitk.Image, spacing_mm: float) -> sitk.Image:
+def block_average(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     """Average blocks of whole voxels (at most `spacing_mm` wide) before interpolating: cheap anti-aliasing."""
     factors = [max(int(spacing_mm // s), 1) for s in image.GetSpacing()]
     image = sitk.Cast(image, sitk.sitkFloat32)
@@ -42,13 +42,13 @@ def _block_average(image: sitk.Image, spacing_mm: float) -> sitk.Image:
 
 def resample_ct(ct: sitk.Image, spacing_mm: float) -> sitk.Image:
     """The CT (HU, float32) on its :func:`low_resolution_grid`; outside the image is air."""
-    return sitk.Resample(_block_average(ct, spacing_mm), low_resolution_grid(ct, spacing_mm), sitk.Transform(),
+    return sitk.Resample(block_average(ct, spacing_mm), low_resolution_grid(ct, spacing_mm), sitk.Transform(),
                          sitk.sitkLinear, OUTSIDE_HU, sitk.sitkFloat32)
 
 
 def resample_mask(mask: sitk.Image, spacing_mm: float) -> sitk.Image:
     """A binary mask (uint8 0/1) on its :func:`low_resolution_grid`: low-res voxels at least half inside."""
-    fraction = sitk.Resample(_block_average(mask > 0, spacing_mm), low_resolution_grid(mask, spacing_mm),
+    fraction = sitk.Resample(block_average(mask > 0, spacing_mm), low_resolution_grid(mask, spacing_mm),
                              sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return sitk.Cast(fraction >= 0.5, sitk.sitkUInt8)
 

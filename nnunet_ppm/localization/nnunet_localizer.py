@@ -7,21 +7,20 @@
 nnU-Net's predictor segments the whole CT (its preprocessing, sliding window
 and resampling back to the CT); the kidneys of that label map are told apart
 and sided exactly as ROI conversion does
-(:func:`~nnunet_ppm.dataset_conversion.roi.kidney_sides`), and each kidney's
+(:func:`~nnunet_ppm.dataset_conversion.roi.find_kidneys`), and each kidney's
 box is the tight box of its voxels. Confidence: the mean probability of
-"not background" over the kidney's voxels.
+"not background" over the foreground voxels in the kidney's box.
 """
 from pathlib import Path
 from typing import List, Sequence, Tuple, Union
 
-import cc3d
 import numpy as np
 import SimpleITK as sitk
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-from nnunet_ppm.dataset_conversion.roi import kidney_sides
-from nnunet_ppm.localization.localizer import SIDES, CtCase, KidneyLocalizer, LocatedKidney
+from nnunet_ppm.dataset_conversion.roi import find_kidneys
+from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney
 
 PathLike = Union[str, Path]
 
@@ -68,12 +67,9 @@ class NnunetLocalizer(KidneyLocalizer):
                              f"{expected}; use a model planned with SimpleITKIO")
         label = sitk.GetImageFromArray(segmentation.astype(np.uint8))
         label.CopyInformation(ct.image)
-        kidneys_map, sides = kidney_sides(label)
-        bounding_boxes = cc3d.statistics(kidneys_map)["bounding_boxes"] if sides else []
         kidneys = []
-        for index, side in enumerate(sides):
-            box = tuple((int(s.start), int(s.stop)) for s in bounding_boxes[index + 1])
-            in_kidney = kidneys_map[bounding_boxes[index + 1]] == index + 1
-            foreground = 1.0 - probabilities[0][bounding_boxes[index + 1]][in_kidney]
-            kidneys.append(LocatedKidney(side, box, float(foreground.mean())))
-        return sorted(kidneys, key=lambda k: SIDES.index(k.side)), []
+        for kidney in find_kidneys(label):
+            bounds = tuple(slice(start, stop) for start, stop in kidney.bounds)
+            foreground = 1.0 - probabilities[0][bounds][segmentation[bounds] > 0]
+            kidneys.append(LocatedKidney(kidney.side, kidney.bounds, float(foreground.mean())))
+        return kidneys, []

@@ -159,7 +159,7 @@ def register_affine(fixed: sitk.Image, atlas: Atlas, offset: np.ndarray,
 
 def register_deformable(fixed: sitk.Image, atlas: Atlas, affine: sitk.Transform,
                         settings: RegistrationSettings) -> sitk.Transform:
-    """Step 3: a B-spline refinement on top of `affine`; returns their composition."""
+    """Step 4: a B-spline refinement on top of `affine` (a kidney's transform of step 3); returns their composition."""
     bspline = sitk.BSplineTransformInitializer(fixed, [settings.bspline_mesh_size] * 3)
     method = _metric(settings, sampled=True)
     method.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=settings.bspline_iterations)
