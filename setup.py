@@ -61,7 +61,8 @@ setup(
         "connected-components-3d",
         "matplotlib",
         "tqdm",
+        "surface-distance",  # DeepMind's surfel table, as KiTS21/23 use it for the Surface Dice
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "pytest-timeout"]},
     entry_points={"console_scripts": ["nnunet_ppm=nnunet_ppm.cli:main"]},
 )

@@ -8,6 +8,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NNUNET_PPM_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def shared_data_folder(name: str) -> Path:
+    """SHARED_DATA / name; when it is absent the test skips, except under CI (CI=true), where it fails.
+
+    CI always has ../shared/data: a CI run whose real-label tests skipped would prove less than it claims.
+    """
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        message = f"real label maps not found at {folder} (set NNUNET_PPM_SHARED_DATA to the shared data folder)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}; CI must have them", pytrace=False)
+        pytest.skip(message)
+    return folder
+
+
 @pytest.fixture
 def nnunet_dirs(tmp_path, monkeypatch):
     """nnUNet_raw / nnUNet_preprocessed / nnUNet_results under tmp_path, exported for this test."""
@@ -20,20 +34,14 @@ def nnunet_dirs(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def kits19_labels_dir():
-    """../shared/data/kits19-labels (real KiTS19 label maps), or skip when it is absent."""
-    folder = SHARED_DATA / "kits19-labels"
-    if not folder.is_dir():
-        pytest.skip(f"real KiTS19 labels not found at {folder} (set NNUNET_PPM_SHARED_DATA to the shared data folder)")
-    return folder
+    """../shared/data/kits19-labels (real KiTS19 label maps); see shared_data_folder for when it is absent."""
+    return shared_data_folder("kits19-labels")
 
 
 @pytest.fixture(scope="session")
 def kits23_labels_dir():
-    """../shared/data/kits23-labels (real KiTS23 label maps), or skip when it is absent."""
-    folder = SHARED_DATA / "kits23-labels"
-    if not folder.is_dir():
-        pytest.skip(f"real KiTS23 labels not found at {folder} (set NNUNET_PPM_SHARED_DATA to the shared data folder)")
-    return folder
+    """../shared/data/kits23-labels (real KiTS23 label maps); see shared_data_folder for when it is absent."""
+    return shared_data_folder("kits23-labels")
 
 
 @pytest.fixture(scope="session")
