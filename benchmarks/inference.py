@@ -5,9 +5,10 @@
 
 Synthetic patients are converted into two datasets, per-kidney ROIs (the
 paper's data) and whole CTs, each planned by nnU-Net and by `nnunet_ppm plan`
-(benchmarks/synthetic_nnunet.py). For one held-out ROI and one held-out whole
-CT, both methods' predictions are timed step by step, in this process, with
-the functions the two commands run:
+(benchmarks/synthetic_nnunet.py). For one ROI (a training case: held-out
+patients are whole CTs, and untrained networks take as long on any ROI) and
+one held-out whole CT, both methods' predictions are timed step by step, in
+this process, with the functions the two commands run:
 
 * default nnU-Net (`nnUNetv2_predict`: nnUNetPlans 3d_fullres, nnU-Net's
   U-Net): preprocessing (read, crop, resample, normalise), network (sliding
@@ -141,7 +142,8 @@ def main() -> None:
             raw = datasets.dataset(dataset_id, preset, args.cases, roi=roi, test_cases=1, ppm_patch=None, ppm_batch=4)
             preprocessed = Path(datasets.env["nnUNet_preprocessed"]) / raw.name
             dataset_json = load_json(str(raw / "dataset.json"))
-            image_file = sorted((raw / "imagesTs").glob("*_0000.nii.gz"))[0]
+            subset = "Tr" if roi else "Ts"  # a ROI dataset's held-out patients are whole CTs
+            image_file = sorted((raw / f"images{subset}").glob("*_0000.nii.gz"))[0]
             case = image_file.name[: -len("_0000.nii.gz")]
             image_voxels = "x".join(map(str, sitk.ReadImage(str(image_file)).GetSize()[::-1]))
             for mirroring in args.mirroring:
@@ -149,7 +151,7 @@ def main() -> None:
                 for method, (trainer_class, plans) in METHODS.items():
                     predictor = untrained_predictor(trainer_class, preprocessed, plans, dataset_json, device,
                                                     mirroring == "on")
-                    seconds = time_case(predictor, image_file, raw / "labelsTs" / f"{case}.nii.gz",
+                    seconds = time_case(predictor, image_file, raw / f"labels{subset}" / f"{case}.nii.gz",
                                         work / f"{kind.replace(' ', '_')}_{plans}_{case}", method == PPM,
                                         lcc_mode, device)
                     totals[method] = sum(seconds.get(step, 0.0) for step in STEPS)

@@ -7,11 +7,12 @@ Python API (all file outputs appear atomically; sources are only read)::
 
     src = synthesize(tmp / "src", num_cases=2, seed=0, preset="tiny", layout="roi")
     folder = convert_dataset(src, 501, raw_dir=tmp / "nnUNet_raw")          # Dataset501_KidneyTumor
-    rois = convert_dataset(src, 502, roi=True, roi_size="100mm", raw_dir=...)  # + roi_manifest.json
+    rois = convert_dataset(src, 502, roi=True, roi_size="100mm", raw_dir=...)  # + roi_manifest.json, splits_final.json
 
 Modules: ``synthesize`` (presets, layouts, painting onto real labels; CLI ``nnunet_ppm synth``),
 ``synthetic_anatomy`` / ``synthetic_ct`` / ``random_fields`` (the generator), ``convert``
-(CLI ``nnunet_ppm convert``), ``layouts`` (where each source keeps its files), ``roi`` (kidney boxes
+(CLI ``nnunet_ppm convert``), ``patient_splits`` (held-out patients, cross-validation folds grouped by
+patient), ``layouts`` (where each source keeps its files), ``roi`` (kidney boxes
 and cropping, shared with whole-CT prediction), ``validation``, ``orientation``, ``labels``,
 ``image_files``, ``output_folder``, ``case_pool``.
 """

@@ -8,8 +8,22 @@ Python API::
 writes ``$nnUNet_raw/Dataset501_KidneyTumorROI`` (imagesTr, labelsTr, and
 imagesTs/labelsTs for held-out patients), dataset.json (channel "CT"; labels
 background/kidney/tumor, plus cyst with ``keep_cyst``) and, with ``roi=True``,
-roi_manifest.json: one ``{"roi_case", "source_case", "side", "box"}`` per ROI
-case, the box as described in :mod:`nnunet_ppm.dataset_conversion.roi`.
+roi_manifest.json: one ``{"roi_case", "source_case", "side", "box"}`` per
+training ROI case, the box as described in :mod:`nnunet_ppm.dataset_conversion.roi`.
+
+Held-out patients are drawn from all valid patients before anything is cut
+(:func:`~nnunet_ppm.dataset_conversion.patient_splits.choose_test_patients`), so
+the whole-CT and the ROI conversion of one source with one seed hold out the
+same patients, and they are always written as whole CTs (CT and dataset labels
+in the source CT's geometry): a held-out patient is never cut with its own
+labels. Only the training patients become ROIs.
+
+A ROI dataset also gets nnU-Net's splits_final.json, every patient's ROIs in
+one fold (:mod:`~nnunet_ppm.dataset_conversion.patient_splits`), in the raw
+dataset folder: nnU-Net's experiment planner (``nnUNetv2_plan_and_preprocess``,
+``nnUNetv2_plan_experiment``) copies a raw dataset's splits_final.json into
+``nnUNet_preprocessed/DatasetXXX_NAME``, where training reads it, and
+``nnunet_ppm plan`` writes or checks it there too.
 
 Order of work: every case's headers are checked first (nothing is written when
 one fails, unless ``skip_invalid``); then each case is read, its voxels checked,
@@ -21,9 +35,8 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
-import numpy as np
 import SimpleITK as sitk
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
@@ -32,13 +45,15 @@ from nnunet_ppm.dataset_conversion.image_files import read_image, write_image
 from nnunet_ppm.dataset_conversion.labels import dataset_labels, to_dataset_labels
 from nnunet_ppm.dataset_conversion.layouts import Layout, SourceCase, find_cases, get_layout
 from nnunet_ppm.dataset_conversion.output_folder import check_target, staged_folder
+from nnunet_ppm.dataset_conversion.patient_splits import (MANIFEST_NAME, SPLITS_FILE, choose_test_patients,
+                                                          conflicting_splits_file, held_out_count,
+                                                          patient_grouped_splits)
 from nnunet_ppm.dataset_conversion.roi import (CT_PAD_VALUE, LABEL_PAD_VALUE, RoiWindow, crop_image, kidney_rois,
                                                parse_in_plane_size, parse_length)
 from nnunet_ppm.dataset_conversion.validation import header_problems, reader_error, truncated_files, voxel_problems
 
 PathLike = Union[str, Path]
 FILE_ENDING = ".nii.gz"
-MANIFEST_NAME = "roi_manifest.json"
 DEFAULT_NAMES = {"roi": "KidneyTumor", "kits19": "KiTS19", "kits21": "KiTS21", "kits23": "KiTS23"}
 
 
@@ -60,6 +75,7 @@ class CaseSettings:
     window: Optional[RoiWindow]  # None: whole CTs
     keep_healthy: bool
     staging: Optional[Path]  # None: check only, write nothing
+    subset: str = "Tr"  # "Tr": imagesTr/labelsTr (training), "Ts": imagesTs/labelsTs (held out)
 
 
 @dataclass
@@ -81,9 +97,9 @@ def _ct_for_dataset(image: sitk.Image) -> sitk.Image:
     return sitk.Cast(image, sitk.sitkInt16 if fits_int16 else sitk.sitkInt32)
 
 
-def _write_case(ct: sitk.Image, label: sitk.Image, case: str, staging: Path) -> None:
-    write_image(ct, staging / "imagesTr" / f"{case}_0000{FILE_ENDING}")
-    write_image(label, staging / "labelsTr" / f"{case}{FILE_ENDING}")
+def _write_case(ct: sitk.Image, label: sitk.Image, case: str, staging: Path, subset: str) -> None:
+    write_image(ct, staging / f"images{subset}" / f"{case}_0000{FILE_ENDING}")
+    write_image(label, staging / f"labels{subset}" / f"{case}{FILE_ENDING}")
 
 
 def convert_case(job: Tuple[SourceCase, CaseSettings]) -> CaseResult:
@@ -105,14 +121,14 @@ def convert_case(job: Tuple[SourceCase, CaseSettings]) -> CaseResult:
     dataset_label = sitk.GetImageFromArray(to_dataset_labels(sitk.GetArrayViewFromImage(label), settings.keep_cyst))
     dataset_label.CopyInformation(ct)
     if settings.window is None:
-        _write_case(ct, dataset_label, case.case_id, settings.staging)
+        _write_case(ct, dataset_label, case.case_id, settings.staging, settings.subset)
         result.outputs.append({"case": case.case_id})
         return result
     rois = kidney_rois(dataset_label, settings.window, settings.keep_healthy)
     for roi in rois:
         roi_case = f"{case.case_id}_{roi.side}"
         _write_case(crop_image(ct, roi.box, CT_PAD_VALUE), crop_image(dataset_label, roi.box, LABEL_PAD_VALUE),
-                    roi_case, settings.staging)
+                    roi_case, settings.staging, settings.subset)
         result.outputs.append({"roi_case": roi_case, "source_case": case.case_id, "side": roi.side,
                                "box": [list(axis) for axis in roi.box]})
         if roi.enlarged:
@@ -120,26 +136,6 @@ def convert_case(job: Tuple[SourceCase, CaseSettings]) -> CaseResult:
     if not rois:
         result.notes.append("no kidney with tumor, no ROI written (keep it with --keep-healthy)")
     return result
-
-
-def choose_test_cases(case_ids: Sequence[str], count: int, seed: int) -> Set[str]:
-    """`count` of `case_ids` picked at random (seeded; independent of the input order)."""
-    ordered = sorted(case_ids)
-    picks = np.random.default_rng(seed).permutation(len(ordered))[:count]
-    return {ordered[i] for i in picks}
-
-
-def _test_count(num_cases: int, test_cases: int, test_fraction: Optional[float]) -> int:
-    if test_fraction is not None:
-        if test_cases:
-            raise ValueError("give either test_cases or test_fraction, not both")
-        if not 0 <= test_fraction < 1:
-            raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-        test_cases = int(round(test_fraction * num_cases))
-    if test_cases < 0 or test_cases >= num_cases:
-        raise ValueError(f"cannot hold out {test_cases} of {num_cases} valid patients for testing: "
-                         f"at least one must stay for training")
-    return test_cases
 
 
 def dataset_folder(raw_dir: Optional[PathLike], dataset_id: int, name: str) -> Path:
@@ -161,19 +157,6 @@ def dataset_folder(raw_dir: Optional[PathLike], dataset_id: int, name: str) -> P
     return folder
 
 
-def _move_to_test(staging: Path, cases: Sequence[str]) -> None:
-    (staging / "imagesTs").mkdir()
-    (staging / "labelsTs").mkdir()
-    for case in cases:
-        image_name, label_name = f"{case}_0000{FILE_ENDING}", f"{case}{FILE_ENDING}"
-        (staging / "imagesTr" / image_name).rename(staging / "imagesTs" / image_name)
-        (staging / "labelsTr" / label_name).rename(staging / "labelsTs" / label_name)
-
-
-def _case_names(result: CaseResult) -> List[str]:
-    return [output.get("roi_case", output.get("case")) for output in result.outputs]
-
-
 def convert_dataset(src: PathLike, dataset_id: int, layout: str = "roi", *, name: Optional[str] = None,
                     raw_dir: Optional[PathLike] = None, roi: bool = False, roi_size: str = "150",
                     roi_margin: str = "10mm", keep_healthy: bool = False, keep_cyst: bool = False,
@@ -185,8 +168,10 @@ def convert_dataset(src: PathLike, dataset_id: int, layout: str = "roi", *, name
     roi: crop one ROI per kidney (`roi_size` in-plane, e.g. "150" voxels or "110mm"; `roi_margin` slices
     or mm above and below); only kidneys with tumor unless `keep_healthy`. keep_cyst: cysts stay a
     fourth label (kits21/kits23) instead of becoming kidney. test_cases / test_fraction: patients
-    held out (seeded by `split_seed`) into imagesTs/labelsTs. skip_invalid: convert the valid cases
-    and list the rest instead of failing. Raises ConversionError when cases are invalid.
+    held out (drawn from all valid patients, seeded by `split_seed`) into imagesTs/labelsTs, always as
+    whole CTs, also with `roi`. skip_invalid: convert the valid cases and list the rest instead of
+    failing (an invalid held-out patient is then left out of the test set). Raises ConversionError
+    when cases are invalid.
     """
     source_layout = get_layout(layout)
     if keep_cyst and not source_layout.has_cyst:
@@ -210,46 +195,69 @@ def convert_dataset(src: PathLike, dataset_id: int, layout: str = "roi", *, name
                               f"(fix them, or pass --skip-invalid to convert the others):", problems)
     if not valid:
         raise ConversionError(f"no valid case in {src}", problems)
-    _test_count(len(valid), test_cases, test_fraction)
+    held_out = choose_test_patients([case.case_id for case in valid],
+                                    held_out_count(len(valid), test_cases, test_fraction), split_seed)
 
     with staged_folder(folder, overwrite, [src]) as staging:
-        for sub in ("imagesTr", "labelsTr"):
+        for sub in ("imagesTr", "labelsTr") + (("imagesTs", "labelsTs") if held_out else ()):
             (staging / sub).mkdir()
         settings = replace(settings, staging=staging)
-        results = run_per_case(convert_case, [(case, settings) for case in valid], num_processes, "converting", progress)
+        test_settings = replace(settings, window=None, subset="Ts")  # held-out patients stay whole CTs
+        jobs = [(case, test_settings if case.case_id in held_out else settings) for case in valid]
+        results = run_per_case(convert_case, jobs, num_processes, "converting", progress)
         problems.update({result.case_id: result.problems for result in results if result.problems})
         if problems and not skip_invalid:
             raise ConversionError(f"{len(problems)} case(s) of {src} are invalid; no dataset was written "
                                   f"(fix them, or pass --skip-invalid to convert the others):", problems)
-        converted = [result for result in results if result.outputs]
-        if not converted:
-            raise ConversionError(f"no case of {src} gave any output", problems)
-        held_out = choose_test_cases([r.case_id for r in converted],
-                                     _test_count(len(converted), test_cases, test_fraction), split_seed)
-        if held_out:
-            _move_to_test(staging, [n for r in converted if r.case_id in held_out for n in _case_names(r)])
-        num_training = sum(len(r.outputs) for r in converted if r.case_id not in held_out)
+        training = [r for r in results if r.outputs and r.case_id not in held_out]
+        test_patients = sorted(r.case_id for r in results if r.outputs and r.case_id in held_out)
+        if not training:
+            hint = " (no kidney with tumor; keep healthy kidneys with --keep-healthy)" if roi else ""
+            raise ConversionError(f"no training patient of {src} gave any case{hint}", problems)
+        num_training = sum(len(r.outputs) for r in training)
+        test_set = "whole CTs (imagesTs/labelsTs in the source CTs' geometry)"
         generate_dataset_json(
             str(staging), {0: "CT"}, dataset_labels(keep_cyst), num_training, FILE_ENDING,
             dataset_name=folder.name, converted_by="nnunet_ppm convert", license=f"that of the source data ({src})",
-            description=f"kidney and renal tumor, {layout} layout" + (" as per-kidney ROIs" if roi else ""),
+            description=f"kidney and renal tumor, {layout} layout" + (" as per-kidney ROIs" if roi else "")
+                        + (f"; held-out patients are {test_set}" if test_patients else ""),
             nnunet_ppm={"layout": layout, "source": str(src), "roi": window.describe() if window else None,
                         "keep_healthy": keep_healthy, "keep_cyst": keep_cyst, "split_seed": split_seed,
-                        "test_patients": sorted(held_out), "skipped": found.skipped,
-                        "invalid": {case: items for case, items in sorted(problems.items())}})
+                        "test_patients": test_patients, "test_set": test_set if test_patients else None,
+                        "skipped": found.skipped, "invalid": {case: items for case, items in sorted(problems.items())}})
+        lines = [f"wrote {folder}: {num_training} training cases"
+                 + (f" (ROIs of {len(training)} patients)" if roi else "")
+                 + f", {len(test_patients)} held-out patients as whole CTs in imagesTs/labelsTs"]
         if window is not None:
-            manifest = sorted((o for r in converted for o in r.outputs), key=lambda o: o["roi_case"])
+            manifest = sorted((o for r in training for o in r.outputs), key=lambda o: o["roi_case"])
             (staging / MANIFEST_NAME).write_text("[\n" + ",\n".join(json.dumps(entry) for entry in manifest) + "\n]\n", encoding="utf-8")
-    _print_summary(folder, found.skipped, problems, results, num_training, held_out)
-    return folder
-
-
-def _print_summary(folder: Path, skipped: Dict[str, str], problems: Dict[str, List[str]],
-                   results: List[CaseResult], num_training: int, held_out: Set[str]) -> None:
-    lines = [f"wrote {folder}: {num_training} training cases, "
-             f"{sum(len(r.outputs) for r in results if r.case_id in held_out)} test cases "
-             f"from {len(held_out)} held-out patients"]
-    lines += [f"  skipped {case}: {why}" for case, why in sorted(skipped.items())]
+            splits = patient_grouped_splits({o["roi_case"]: o["source_case"] for o in manifest})
+            lines += [_write_patient_splits(staging, splits)] + _conflicting_preprocessed_splits(folder, splits)
+    lines += [f"  skipped {case}: {why}" for case, why in sorted(found.skipped.items())]
     lines += [f"  invalid, not converted: {case}: {'; '.join(items)}" for case, items in sorted(problems.items())]
     lines += [f"  note {r.case_id}: {note}" for r in results for note in r.notes]
     print("\n".join(lines))
+    return folder
+
+
+def _write_patient_splits(staging: Path, splits: List[dict]) -> str:
+    """splits_final.json of a ROI dataset in its raw folder (nnU-Net's planner copies it to nnUNet_preprocessed)."""
+    if not splits:
+        return "  cross-validation: one training patient, no splits_final.json written"
+    (staging / SPLITS_FILE).write_text(json.dumps(splits, indent=4) + "\n", encoding="utf-8")
+    return (f"  cross-validation: {SPLITS_FILE}, {len(splits)} folds with every patient's ROIs in one fold; "
+            f"nnUNetv2_plan_and_preprocess copies it to nnUNet_preprocessed")
+
+
+def _conflicting_preprocessed_splits(folder: Path, splits: List[dict]) -> List[str]:
+    """A warning line when $nnUNet_preprocessed already holds another splits_final.json for this dataset
+    (e.g. from an earlier conversion), which nnU-Net's planner would refuse to replace; nothing is changed there."""
+    raw, preprocessed = os.environ.get("nnUNet_raw"), os.environ.get("nnUNet_preprocessed")
+    if not (splits and raw and preprocessed and Path(raw).resolve() == folder.parent):
+        return []
+    conflict = conflicting_splits_file(Path(preprocessed) / folder.name, splits)
+    if conflict is None:
+        return []
+    return [f"  warning: {conflict} holds another split (from an earlier dataset?); nnUNetv2_plan_and_preprocess "
+            f"stops with an AssertionError until you delete it (or keep it on purpose and copy it over {SPLITS_FILE} "
+            f"of {folder})"]

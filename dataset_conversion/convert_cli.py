@@ -22,7 +22,10 @@ def _options(parser: argparse.ArgumentParser, layout: str) -> None:
     parser.add_argument("--name", help="dataset name (default: KidneyTumor / KiTS19 / KiTS21 / KiTS23, +ROI with --roi)")
     parser.add_argument("--raw-dir", help="nnUNet_raw folder (default: $nnUNet_raw)")
     roi = parser.add_argument_group("per-kidney ROIs (paper section II)")
-    roi.add_argument("--roi", action="store_true", help="crop one ROI per kidney instead of whole CTs")
+    roi.add_argument("--roi", action="store_true",
+                     help="crop one ROI per kidney of the training patients instead of whole CTs (held-out patients "
+                          "stay whole CTs), and write nnU-Net's splits_final.json with each patient's ROIs in one "
+                          "cross-validation fold (nnUNetv2_plan_and_preprocess copies it to nnUNet_preprocessed)")
     roi.add_argument("--roi-size", default="150",
                      help="in-plane window, voxels or mm: 150, 150x120, 110mm (anterior-posterior x left-right; default 150)")
     roi.add_argument("--roi-margin", default="10mm", help="slices (e.g. 4) or mm (e.g. 10mm) above and below the kidney (default 10mm)")
@@ -30,9 +33,11 @@ def _options(parser: argparse.ArgumentParser, layout: str) -> None:
     if layouts.get_layout(layout).has_cyst:
         parser.add_argument("--keep-cyst", action="store_true", help="keep cysts as label 3 (default: merged into kidney)")
     split = parser.add_mutually_exclusive_group()
-    split.add_argument("--test-cases", type=int, default=0, help="patients held out into imagesTs/labelsTs")
-    split.add_argument("--test-fraction", type=float, help="fraction of patients held out into imagesTs/labelsTs")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split (default 0)")
+    held_out = ("held out into imagesTs/labelsTs as whole CTs (also with --roi), drawn from all valid patients "
+                "before any ROI selection: the same patients with and without --roi for one --split-seed")
+    split.add_argument("--test-cases", type=int, default=0, help=f"number of patients {held_out}")
+    split.add_argument("--test-fraction", type=float, help=f"fraction of the patients {held_out}")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the held-out patients (default 0)")
     parser.add_argument("--skip-invalid", action="store_true", help="convert the valid cases and list the invalid ones")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     parser.add_argument("-np", "--num-processes", type=int, default=1, help="worker processes (default 1)")

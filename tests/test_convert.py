@@ -129,17 +129,14 @@ def test_each_roi_holds_every_voxel_of_its_kidney(kits19_source, tmp_path):
             assert np.count_nonzero(roi_label) >= len(voxels)
 
 
-def test_only_tumor_kidneys_by_default_and_patients_split_whole(kits19_source, tmp_path):
+def test_only_tumor_kidneys_by_default(kits19_source, tmp_path):
     everything = json.loads((convert_dataset(kits19_source, 522, "kits19", roi=True, keep_healthy=True,
                                              raw_dir=tmp_path / "a", progress=False) / "roi_manifest.json").read_text(encoding="utf-8"))
-    folder = convert_dataset(kits19_source, 522, "kits19", roi=True, test_cases=1, raw_dir=tmp_path / "b", progress=False)
+    folder = convert_dataset(kits19_source, 522, "kits19", roi=True, raw_dir=tmp_path / "b", progress=False)
     tumor_rois = json.loads((folder / "roi_manifest.json").read_text(encoding="utf-8"))
     assert 2 <= len(tumor_rois) < len(everything)
     for entry in tumor_rois:
-        assert np.any(read_array(next(folder.glob(f"labels*/{entry['roi_case']}.nii.gz"))) == 2)
-    test_patients = {p.name.rsplit("_", 1)[0] for p in (folder / "labelsTs").iterdir()}
-    train_patients = {p.name.rsplit("_", 1)[0] for p in (folder / "labelsTr").iterdir()}
-    assert len(test_patients) == 1 and not test_patients & train_patients
+        assert np.any(read_array(folder / "labelsTr" / f"{entry['roi_case']}.nii.gz") == 2)
 
 
 def test_workers_give_the_same_dataset(kits19_source, tmp_path):

@@ -1,4 +1,9 @@
-"""`nnunet_ppm plan -d ID`: write nnUNetPPMPlans.json beside nnUNetPlans.json and preprocess the dataset with it."""
+"""`nnunet_ppm plan -d ID`: write nnUNetPPMPlans.json beside nnUNetPlans.json and preprocess the dataset with it.
+
+For a dataset of per-kidney ROIs (one with roi_manifest.json) it also writes, or checks, nnU-Net's
+splits_final.json so that cross-validation keeps every patient's ROIs in one fold
+(:mod:`nnunet_ppm.dataset_conversion.patient_splits`).
+"""
 import argparse
 import json
 import os
@@ -10,6 +15,7 @@ from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_datas
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
+from nnunet_ppm.dataset_conversion.patient_splits import StaleSplitsError, install_splits, manifest_patients
 from nnunet_ppm.planning.intensity import HU_WINDOW, mean_scaled_intensity
 from nnunet_ppm.planning.ppm_plans import (BATCH_SIZE, CONFIGURATION, PLANS_NAME, PlanningError, build_ppm_plans,
                                            total_stride)
@@ -21,10 +27,26 @@ def _write_json_atomically(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _install_patient_splits(raw: Path, preprocessed: Path, training_cases: Sequence[str]) -> None:
+    """ROI datasets: the patient-grouped splits_final.json (written, or an existing one checked); whole CTs: nothing."""
+    patients = manifest_patients(raw)
+    if patients is None:
+        return
+    unknown = [case for case in training_cases if case not in patients]
+    if unknown:
+        raise PlanningError(f"{raw}: training case(s) {', '.join(unknown[:5])} are not in roi_manifest.json, so their "
+                            f"patient is unknown; convert the dataset again with `nnunet_ppm convert ... --roi`")
+    try:
+        print(install_splits(preprocessed, {case: patients[case] for case in training_cases}))
+    except StaleSplitsError as error:
+        raise PlanningError(str(error)) from error
+
+
 def plan_dataset(dataset: str, patch_size: Optional[Sequence[int]] = None, batch_size: int = BATCH_SIZE,
                  preprocess: bool = True, num_processes: int = 2) -> Path:
     """Write nnUNetPPMPlans.json for a dataset that nnU-Net has planned; preprocess it unless told not to.
 
+    For ROI datasets, also writes (or checks) the patient-grouped splits_final.json first.
     Returns the path of the plans file. Raises PlanningError with what to do when the dataset is not ready.
     """
     dataset_name = maybe_convert_to_dataset_name(dataset)
@@ -39,6 +61,7 @@ def plan_dataset(dataset: str, patch_size: Optional[Sequence[int]] = None, batch
     dataset_json = json.loads((preprocessed / "dataset.json").read_text(encoding="utf-8"))
 
     cases = get_filenames_of_train_images_and_targets(str(Path(nnUNet_raw) / dataset_name), dataset_json)
+    _install_patient_splits(Path(nnUNet_raw) / dataset_name, preprocessed, sorted(cases))
     reader_writer_class = PlansManager(nnunet_plans).image_reader_writer_class
     schemes = nnunet_plans["configurations"].get(CONFIGURATION, {}).get("normalization_schemes", [])
     means = {c: mean_scaled_intensity([case["images"][c] for case in cases.values()], reader_writer_class,
@@ -67,7 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"default {BATCH_SIZE}, the paper's")
     parser.add_argument("--no-preprocess", action="store_true", help="only write nnUNetPPMPlans.json")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default 2)")
-    parser.epilog = (f"Then: nnUNetv2_train ID {CONFIGURATION} FOLD -tr PPMTrainer -p {PLANS_NAME}")
+    parser.epilog = ("ROI datasets (convert --roi): also writes nnU-Net's splits_final.json with every patient's ROIs "
+                     "in one fold (an existing file is kept; a warning says if it differs). "
+                     f"Then: nnUNetv2_train ID {CONFIGURATION} FOLD -tr PPMTrainer -p {PLANS_NAME}")
 
 
 def run(args: argparse.Namespace) -> int:
