@@ -7,12 +7,14 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import surface_distance
 
 from label_volumes import kidney_with_tumor, write_volume
 from nnunet_ppm.cli import main
 from nnunet_ppm.evaluation.cases import CasePair
 from nnunet_ppm.evaluation.evaluate import evaluate_case, evaluate_pairs
 from nnunet_ppm.evaluation.labels import LabelScheme, load_label_scheme, scheme_from_labels
+from nnunet_ppm.evaluation.surface_dice import KITS_TOLERANCES_MM
 
 KITS23_NNUNET_REGIONS = {"background": 0, "kidney": [1, 2, 3], "masses": [2, 3], "tumor": 2}
 
@@ -95,8 +97,20 @@ def test_evaluate_command_writes_case_table_and_summary(tmp_path):
     overlap_b = 4 * 4 * 3
     assert float(rows[1]["tumor_dice"]) == pytest.approx(2 * overlap_b / (2 * tumor_voxels_b), abs=1e-5)
     assert float(rows[2]["tumor_volume_prediction_ml"]) == pytest.approx(2 * 2 * 2 * 2.0 * 0.8 * 0.8 / 1000)
+    # Surface Dice: the 0.8 mm shift of case_b is within KiTS' tolerances, so it is perfect where Dice is not;
+    # case_c's tumor exists only in the prediction (0), case_d has none on either side (1)
+    surface = {row["case"]: {s: float(row[f"{s}_surface_dice"]) for s in ("kidney", "tumor", "kidney_tumor")}
+               for row in rows}
+    assert surface["case_a"] == surface["case_b"] == {"kidney": 1, "tumor": 1, "kidney_tumor": 1}
+    assert surface["case_c"]["tumor"] == 0 and surface["case_d"]["tumor"] == 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert summary["n_cases"] == 4 and summary["cases_without_prediction"] == ["case_e"]
+    assert summary["surface_dice_tolerance_mm"] == {"kidney": KITS_TOLERANCES_MM["kidney_and_mass"],
+                                                   "tumor": KITS_TOLERANCES_MM["tumor"],
+                                                   "kidney_tumor": KITS_TOLERANCES_MM["kidney_and_mass"]}
+    assert "kidney alone and kidney+tumor take KiTS' kidney+masses tolerance" in summary["rules"]["surface_dice"]
+    assert summary["structures"]["tumor"]["surface_dice"]["mean"] == pytest.approx(
+        np.mean([surface[case]["tumor"] for case in surface]), abs=1e-5)
     assert summary["tumor_detection"] == {"TP": 2, "FP": 1, "FN": 0, "TN": 1, "sensitivity": 1.0,
                                           "specificity": 0.5}
     tumor_dice = [float(row["tumor_dice"]) for row in rows]
@@ -126,12 +140,16 @@ def test_kits23_regions_on_real_labels(kits23_labels_dir, tmp_path):
         pytest.skip(f"{source} not found")
     image = sitk.ReadImage(str(source))
     reference = sitk.GetArrayFromImage(image)
-    cyst_as_tumor = sitk.GetImageFromArray(np.where(reference == 3, 2, reference).astype(reference.dtype))
-    cyst_as_tumor.CopyInformation(image)
-    sitk.WriteImage(cyst_as_tumor, str(tmp_path / "case_00402.nii.gz"))
+    cyst_as_tumor, moved_in_plane = np.where(reference == 3, 2, reference), np.roll(reference, 2, axis=1)
+    for name, array in (("cyst_as_tumor", cyst_as_tumor), ("moved", moved_in_plane)):
+        prediction = sitk.GetImageFromArray(array.astype(reference.dtype))
+        prediction.CopyInformation(image)
+        (tmp_path / name).mkdir()
+        sitk.WriteImage(prediction, str(tmp_path / name / "case_00402.nii.gz"))
     scheme = scheme_from_labels(KITS23_NNUNET_REGIONS)
 
-    result = evaluate_case(CasePair("case_00402", source, tmp_path / "case_00402.nii.gz"), scheme)
+    result = evaluate_case(CasePair("case_00402", source, tmp_path / "cyst_as_tumor" / "case_00402.nii.gz"), scheme)
+    moved = evaluate_case(CasePair("case_00402", source, tmp_path / "moved" / "case_00402.nii.gz"), scheme)
 
     tumor, cyst = (reference == 2).sum(), (reference == 3).sum()
     assert result.structures["masses"].dice == result.structures["kidney_masses"].dice == 1
@@ -140,6 +158,17 @@ def test_kits23_regions_on_real_labels(kits23_labels_dir, tmp_path):
     voxel_ml = np.prod(image.GetSpacing()) / 1000
     assert result.structures["tumor"].volume_difference_ml == pytest.approx(cyst * voxel_ml)
     assert result.tumor_detection == "TP"
+    # KiTS' Surface Dice of its three regions, as kits23/evaluation/metrics.py computes them with DeepMind's code
+    assert result.structures["masses"].surface_dice == result.structures["kidney_masses"].surface_dice == 1
+    spacing = image.GetSpacing()[::-1]
+    for prediction, evaluated in ((cyst_as_tumor, result), (moved_in_plane, moved)):
+        for structure, values, region in (("kidney_masses", (1, 2, 3), "kidney_and_mass"),
+                                          ("masses", (2, 3), "mass"), ("tumor", (2,), "tumor")):
+            distances = surface_distance.compute_surface_distances(np.isin(reference, values),
+                                                                   np.isin(prediction, values), spacing)
+            kits = surface_distance.compute_surface_dice_at_tolerance(distances, KITS_TOLERANCES_MM[region])
+            assert evaluated.structures[structure].surface_dice == pytest.approx(kits, abs=1e-12), structure
+    assert 0 < moved.structures["kidney_masses"].surface_dice < 1
 
 
 def test_evaluate_never_writes_into_the_prediction_folder(tmp_path):

@@ -5,23 +5,40 @@ import json
 
 import numpy as np
 import pytest
+import surface_distance
 from scipy.stats import wilcoxon
 
 from label_volumes import kidney_with_tumor, synthetic_ct, write_volume
 from nnunet_ppm.cli import main
 from nnunet_ppm.evaluation.leaderboard import paired_wilcoxon
 from nnunet_ppm.evaluation.methods import default_reference, display_names
+from nnunet_ppm.evaluation.scope import CROSS_VALIDATION, TEST_SET, scope_statement
+from nnunet_ppm.evaluation.surface_dice import KITS_TOLERANCES_MM
 
 DATASET = "Dataset501_KidneyToy"
 DEFAULT = "nnUNetTrainer__nnUNetPlans__3d_fullres"
 PPM = "PPMTrainer__nnUNetPPMPlans__3d_fullres"
 SPACING = (2.0, 0.8, 0.8)
+ROI_WINDOW = {"in_plane": "24x24", "margin": "2"}
 DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "kidney": 1, "tumor": 2},
-                "numTraining": 6, "file_ending": ".nii.gz"}
+                "numTraining": 6, "file_ending": ".nii.gz",
+                "nnunet_ppm": {"layout": "roi", "roi": ROI_WINDOW, "test_patients": []}}  # as `convert --roi` writes
+ROI_OPTIMISTIC = "on ROIs cut around each kidney with the reference labels (window: in_plane 24x24, margin 2): " \
+                 "optimistic"
+WHOLE_CT_TEST = "End-to-end on whole CTs, test set"
 
 
 def dice(a, b):
     return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def kits_surface_dice(reference, prediction, values, tolerance):
+    """Surface Dice as KiTS23's compute_metrics_for_label computes it (DeepMind's surface-distance)."""
+    reference, prediction = np.isin(reference, values), np.isin(prediction, values)
+    if not reference.any() or not prediction.any():
+        return float(reference.any() == prediction.any())
+    distances = surface_distance.compute_surface_distances(reference, prediction, SPACING)
+    return surface_distance.compute_surface_dice_at_tolerance(distances, tolerance)
 
 
 def reference_labels(i):
@@ -29,8 +46,8 @@ def reference_labels(i):
 
 
 def default_prediction(i):
-    """Kidney and tumor shifted by one voxel along x."""
-    return np.roll(reference_labels(i), 1, axis=2)
+    """Kidney and tumor shifted by one voxel along z (2 mm: beyond KiTS' Surface Dice tolerances)."""
+    return np.roll(reference_labels(i), 1, axis=0)
 
 
 def ppm_prediction(i):
@@ -95,8 +112,24 @@ def test_cross_validation_leaderboard_from_nnunet_results(trained_dataset, capsy
     assert float(rows[PPM]["kidney_dice_mean"]) == pytest.approx(np.mean(ppm_kidney), abs=1e-5)
     assert rows[PPM]["tumor_sensitivity"] == "1" and rows[PPM]["tumor_specificity"] == ""
 
+    # Surface Dice: KiTS' values per case (tumor tolerance for tumor, kidney+masses for kidney+tumor), tested
+    for structure, values, region in (("tumor", (2,), "tumor"), ("kidney_tumor", (1, 2), "kidney_and_mass")):
+        surface = {method: [kits_surface_dice(reference_labels(i), predict(i), values, KITS_TOLERANCES_MM[region])
+                            for i in common] for method, predict in ((DEFAULT, default_prediction),
+                                                                     (PPM, ppm_prediction))}
+        assert np.mean(surface[DEFAULT]) < 1
+        for method in (DEFAULT, PPM):
+            assert float(rows[method][f"{structure}_surface_dice_mean"]) == pytest.approx(np.mean(surface[method]),
+                                                                                          abs=1e-5)
+        assert float(rows[PPM][f"{structure}_surface_dice_p_value"]) == pytest.approx(
+            paired_wilcoxon(np.array(surface[PPM]), np.array(surface[DEFAULT])), rel=1e-4)
+
     report = (output / "leaderboard.md").read_text(encoding="utf-8")
     assert "**n = 5 cases common to all methods** (cases predicted: nnUNetTrainer 6, PPMTrainer 5)" in report
+    assert f"# Leaderboard {DATASET}, cross-validation\n\n**Cross-validation {ROI_OPTIMISTIC}" in report
+    assert "End-to-end" not in report
+    assert "| Method | Surface Dice kidney | Surface Dice tumor | Surface Dice kidney+tumor |" in report
+    assert "kidney, kidney+tumor: 1.033 mm; tumor: 1.150 mm" in report
     difference = np.mean(ppm_tumor) - np.mean(default_tumor)
     verdict = f"PPMTrainer vs nnUNetTrainer: tumor Dice {difference:+.3f}, p={expected_p:.2g}, n=5"
     assert verdict in report and verdict in capsys.readouterr().out
@@ -123,6 +156,7 @@ def test_test_set_leaderboard_without_default_nnunet_has_no_p_values(trained_dat
                  "-np", "1", "--overlay-cases", "0"]) == 0
     report = (tmp_path / "lb" / "leaderboard.md").read_text(encoding="utf-8")
     assert "n = 3 cases common to all methods" in report and "no p-values" in report
+    assert f"**Test set {ROI_OPTIMISTIC}" in report  # labelsTr of a ROI dataset: ROIs, not whole CTs
     assert "## Verdict" not in report and not (tmp_path / "lb" / "overlays").exists()
 
     assert main(["leaderboard", "--pred", *folders, "-ref", str(raw / "labelsTr"), "-o", str(tmp_path / "lb2"),
@@ -164,3 +198,48 @@ def test_overlay_command_writes_one_png_per_case(trained_dataset, tmp_path):
     assert main(["overlay", "-i", str(raw / "imagesTr"), "-ref", str(raw / "labelsTr"),
                  "--pred", f"nnU-Net={validation}", "-o", str(tmp_path / "png"), "--slices", "2"]) == 0
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["case_001.png", "case_003.png", "case_005.png"]
+
+
+def test_test_set_leaderboard_on_whole_ct_references_says_end_to_end(tmp_path):
+    """Held-out patients of a ROI dataset are whole CTs in labelsTs (dataset.json lists them): end-to-end."""
+    raw = tmp_path / "Dataset502_KidneyToyROI"
+    patients = [f"patient_{i}" for i in range(3)]
+    record = {"layout": "roi", "roi": ROI_WINDOW, "test_patients": patients}
+    (raw / "labelsTs").mkdir(parents=True)
+    (raw / "dataset.json").write_text(json.dumps({**DATASET_JSON, "nnunet_ppm": record}), encoding="utf-8")
+    for i, patient in enumerate(patients):
+        write_volume(raw / "labelsTs" / f"{patient}.nii.gz", reference_labels(i), SPACING)
+        write_volume(tmp_path / "whole_ct_model" / f"{patient}.nii.gz", default_prediction(i), SPACING)
+        write_volume(tmp_path / "roi_model" / f"{patient}.nii.gz", reference_labels(i), SPACING)
+
+    assert main(["leaderboard", "--pred", f"whole={tmp_path / 'whole_ct_model'}", f"roi={tmp_path / 'roi_model'}",
+                 "-ref", str(raw / "labelsTs"), "-o", str(tmp_path / "lb"), "--reference", "whole", "-np", "1",
+                 "--overlay-cases", "0"]) == 0
+
+    report = (tmp_path / "lb" / "leaderboard.md").read_text(encoding="utf-8")
+    assert f"**{WHOLE_CT_TEST}: the reference label maps are whole CTs" in report
+    assert "optimistic" not in report
+    rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "lb" / "leaderboard.csv"))}
+    assert float(rows["roi"]["kidney_surface_dice_mean"]) == 1
+    kidney = [kits_surface_dice(reference_labels(i), default_prediction(i), (1,), KITS_TOLERANCES_MM["kidney_and_mass"])
+              for i in range(3)]
+    assert float(rows["whole"]["kidney_surface_dice_mean"]) == pytest.approx(np.mean(kidney), abs=1e-5)
+
+
+@pytest.mark.parametrize("mode, record, cases, expected", [
+    (CROSS_VALIDATION, {"roi": ROI_WINDOW, "test_patients": ["p1"]}, ["p2_left"],
+     "Cross-validation " + ROI_OPTIMISTIC),
+    (TEST_SET, {"roi": ROI_WINDOW, "test_patients": ["p1", "p2"]}, ["p1", "p2"], WHOLE_CT_TEST),
+    (TEST_SET, {"roi": ROI_WINDOW, "test_patients": ["p1"]}, ["p1_left", "p1_right"], "Test set " + ROI_OPTIMISTIC),
+    (TEST_SET, {"roi": ROI_WINDOW}, ["p1_left"], "Test set " + ROI_OPTIMISTIC),  # ROIs held out by an older convert
+    (TEST_SET, {"layout": "kits23", "roi": None, "test_patients": ["p1"]}, ["p1"], WHOLE_CT_TEST),
+    (CROSS_VALIDATION, {"layout": "kits19", "roi": None}, ["p1"], "End-to-end on whole CTs, cross-validation"),
+    (CROSS_VALIDATION, {"layout": "roi", "roi": None}, ["p1"], "Cross-validation on the source's cases as given "
+                                                               "(`roi` layout, not cut by `nnunet_ppm convert`)"),
+    (TEST_SET, None, ["p1"], "Test set. Whether the reference label maps are whole CTs or ROIs cut with the "
+                             "reference labels is not recorded"),
+])
+def test_scope_statement_says_end_to_end_or_optimistic(mode, record, cases, expected):
+    statement = scope_statement(mode, record, cases)
+    assert statement.startswith(expected)
+    assert ("optimistic" in statement) == (not expected.startswith("End-to-end"))

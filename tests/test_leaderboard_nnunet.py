@@ -4,9 +4,13 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
+import surface_distance
 from scipy.stats import wilcoxon
 
+from nnunet_ppm.evaluation.surface_dice import KITS_TOLERANCES_MM
 from nnunet_runs import case_ids, run_command
 
 pytestmark = pytest.mark.integration
@@ -51,8 +55,27 @@ def test_leaderboard_of_two_cpu_trained_nnunet_result_folders(tiny_dataset, tmp_
         assert float(rows[ppm.name][f"{structure}_dice_p_value"]) == pytest.approx(p, rel=1e-4)
         verdict = f"PPMTrainer_debug vs nnUNetTrainer_debug: {structure} Dice {mean_difference:+.3f}"
         assert verdict in printed and verdict in (output / "leaderboard.md").read_text(encoding="utf-8")
+    # KiTS Surface Dice of every case, as KiTS23's evaluation computes it with DeepMind's package
+    per_case = {row["case"]: row for row in csv.DictReader(open(output / "methods" / ppm.name /
+                                                                "metrics_per_case.csv"))}
+    for case in cases:
+        reference = sitk.ReadImage(str(tiny_dataset.preprocessed / "gt_segmentations" / f"{case}.nii.gz"))
+        prediction = sitk.GetArrayFromImage(sitk.ReadImage(str(ppm / "fold_0" / "validation" / f"{case}.nii.gz")))
+        truth, spacing = sitk.GetArrayFromImage(reference), reference.GetSpacing()[::-1]
+        for structure, values, region in (("kidney_tumor", (1, 2), "kidney_and_mass"), ("tumor", (2,), "tumor")):
+            truth_mask, prediction_mask = np.isin(truth, values), np.isin(prediction, values)
+            if truth_mask.any() and prediction_mask.any():
+                distances = surface_distance.compute_surface_distances(truth_mask, prediction_mask, spacing)
+                kits = surface_distance.compute_surface_dice_at_tolerance(distances, KITS_TOLERANCES_MM[region])
+            else:
+                kits = float(truth_mask.any() == prediction_mask.any())
+            assert float(per_case[case][f"{structure}_surface_dice"]) == pytest.approx(kits, abs=1e-5), case
+    assert all(f"{structure}_surface_dice_p_value" in rows[ppm.name] for structure in ("kidney", "tumor"))
     report = (output / "leaderboard.md").read_text(encoding="utf-8")
     assert f"**n = {len(cases)} cases common to all methods**" in report
+    assert "## Surface Dice (KiTS21/23)" in report
+    # the tiny dataset's cases were converted as given (`roi` layout, not cut): the header says it is not recorded
+    assert "**Cross-validation on the source's cases as given (`roi` layout" in report
     linked = [line.split("](")[1].split(")")[0] for line in report.splitlines() if line.startswith(("- worst", "- best"))]
     assert linked and all((output / png).stat().st_size > 0 for png in linked)
     assert (output / "dice_boxplot.png").stat().st_size > 0

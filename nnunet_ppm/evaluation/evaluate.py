@@ -14,6 +14,7 @@ from nnunet_ppm.atomic_io import write_text_atomic
 from nnunet_ppm.evaluation.cases import (CasePair, check_label_values, check_same_geometry, read_label_volume)
 from nnunet_ppm.evaluation.labels import LabelScheme
 from nnunet_ppm.evaluation.metrics import DETECTION_OUTCOMES, METRIC_NAMES, StructureMetrics, case_metrics
+from nnunet_ppm.evaluation.surface_dice import KITS_TOLERANCE_SOURCE, surface_dice_tolerances
 
 CASES_CSV = "metrics_per_case.csv"
 SUMMARY_JSON = "summary.json"
@@ -23,6 +24,10 @@ RULES = {
             "0 when both are empty, the image diagonal when exactly one is empty",
     "hd95_mm": "max of the two directed 95th percentiles of surface distances; same empty rules as mssd",
     "volume_difference_ml": "prediction - reference",
+    "surface_dice": "KiTS21/23 Surface Dice: area of the surface elements (DeepMind surface-distance) of each mask "
+                    "within the structure's tolerance (surface_dice_tolerance_mm) of the other mask's surface, over "
+                    "the total area; 1 when both are empty, 0 when exactly one is. Tolerances: " + KITS_TOLERANCE_SOURCE
+                    + "; kidney alone and kidney+tumor take KiTS' kidney+masses tolerance",
     "tumor_detection": "TP: reference tumor overlapped by predicted tumor; FN: reference tumor not overlapped; "
                        "FP: predicted tumor where the reference has none; TN: neither",
     "sensitivity": "TP/(TP+FN), null when no case has a reference tumor",
@@ -118,7 +123,8 @@ def write_evaluation(results: Sequence[CaseResult], output_folder: Path, scheme:
     Returns the summary.
     """
     labels = {"kidney": scheme.kidney, "tumor": scheme.tumor, "cyst": scheme.cyst}
-    summary = {**provenance, "labels": labels, **summarise(results), "rules": RULES}
+    summary = {**provenance, "labels": labels, **summarise(results),
+               "surface_dice_tolerance_mm": surface_dice_tolerances(scheme.structures()), "rules": RULES}
     write_text_atomic(output_folder / CASES_CSV, cases_csv_text(results))
     write_text_atomic(output_folder / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
     return summary

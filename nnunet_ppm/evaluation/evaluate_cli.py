@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-np", "--num-processes", type=int, default=min(4, os.cpu_count() or 1),
                         help="worker processes (default: %(default)s)")
     parser.epilog = ("Metric definitions and the rules for empty masks: see summary.json 'rules' and "
-                     "nnunet_ppm.evaluation.metrics.")
+                     "nnunet_ppm.evaluation.metrics; the KiTS Surface Dice tolerances: "
+                     "nnunet_ppm.evaluation.surface_dice.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,12 +50,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_summary(summary: dict) -> str:
-    """A few lines for the terminal: per structure Dice, MSSD and HD95, then tumor detection."""
+    """A few lines for the terminal: per structure Dice, MSSD, HD95 and Surface Dice, then tumor detection."""
     lines = [f"{summary['n_cases']} cases"]
     for name, metrics in summary["structures"].items():
-        dice, mssd_vox, mssd_mm, hd95 = (metrics[m] for m in ("dice", "mssd_voxels", "mssd_mm", "hd95_mm"))
+        dice, mssd_vox, mssd_mm, hd95, surface = (metrics[m] for m in ("dice", "mssd_voxels", "mssd_mm", "hd95_mm",
+                                                                      "surface_dice"))
         lines.append(f"  {STRUCTURE_TITLES[name]:<14} Dice {dice['mean']:.3f} +- {dice['std']:.3f}   "
-                     f"MSSD {mssd_vox['mean']:.2f} vox / {mssd_mm['mean']:.2f} mm   HD95 {hd95['mean']:.2f} mm")
+                     f"MSSD {mssd_vox['mean']:.2f} vox / {mssd_mm['mean']:.2f} mm   HD95 {hd95['mean']:.2f} mm   "
+                     f"Surface Dice {surface['mean']:.3f} "
+                     f"(at {summary['surface_dice_tolerance_mm'][name]:.3f} mm)")
     detection = summary["tumor_detection"]
     lines.append(f"  tumor detection: TP {detection['TP']} FP {detection['FP']} FN {detection['FN']} "
                  f"TN {detection['TN']}  sensitivity {format_rate(detection['sensitivity'])} "

@@ -3,7 +3,10 @@
 Only cases that every method predicted are compared. For every other method
 and metric, a paired Wilcoxon signed-rank test (scipy.stats.wilcoxon, two-sided)
 against the reference method over those cases gives the p-value; identical
-values in every case give p = 1. Outputs (all written atomically):
+values in every case give p = 1. The header says whether the numbers are end-to-end on whole CTs or
+measured on ROIs cut with the reference labels (optimistic; :mod:`nnunet_ppm.evaluation.scope`).
+Besides the paper's Table I it reports KiTS21/23's Surface Dice per structure, with KiTS' tolerances
+(:mod:`nnunet_ppm.evaluation.surface_dice`). Outputs (all written atomically):
 ``leaderboard.md``, ``leaderboard.csv``, ``dice_boxplot.png``, per method
 ``methods/NAME/{metrics_per_case.csv,summary.json}`` and ``overlays/CASE.png``
 for the worst and best cases.
@@ -23,11 +26,15 @@ from nnunet_ppm.evaluation.evaluate import (CaseResult, detection_summary, evalu
                                              write_evaluation)
 from nnunet_ppm.evaluation.labels import STRUCTURE_TITLES, LabelScheme
 from nnunet_ppm.evaluation.methods import Method, display_names
+from nnunet_ppm.evaluation.surface_dice import KITS_TOLERANCE_SOURCE, tolerance_mm
 from nnunet_ppm.plotting import panel_grid, save_figure
 
-COMPARED_METRICS = ("dice", "mssd_voxels", "mssd_mm", "hd95_mm")
-METRIC_TITLES = {"dice": "Dice", "mssd_voxels": "MSSD (vox)", "mssd_mm": "MSSD (mm)", "hd95_mm": "HD95 (mm)"}
-TABLE_I_COLUMNS = tuple((structure, metric) for metric in COMPARED_METRICS for structure in ("kidney", "tumor"))
+TABLE_I_METRICS = ("dice", "mssd_voxels", "mssd_mm", "hd95_mm")
+COMPARED_METRICS = TABLE_I_METRICS + ("surface_dice",)
+SCORE_METRICS = ("dice", "surface_dice")  # in [0, 1], shown with three decimals
+METRIC_TITLES = {"dice": "Dice", "mssd_voxels": "MSSD (vox)", "mssd_mm": "MSSD (mm)", "hd95_mm": "HD95 (mm)",
+                 "surface_dice": "Surface Dice"}
+TABLE_I_COLUMNS = tuple((structure, metric) for metric in TABLE_I_METRICS for structure in ("kidney", "tumor"))
 RANKING_STRUCTURES = ("kidney", "tumor")
 MARKDOWN, CSV_FILE, BOXPLOT = "leaderboard.md", "leaderboard.csv", "dice_boxplot.png"
 
@@ -54,6 +61,7 @@ class Leaderboard:
     rows: List[MethodRow]
     reference: Optional[str]
     notes: List[str]
+    scope: Optional[str] = None  # end-to-end on whole CTs or ROIs (optimistic): nnunet_ppm.evaluation.scope
 
     def row(self, name: str) -> MethodRow:
         return next(row for row in self.rows if row.name == name)
@@ -123,7 +131,7 @@ def verdicts(board: Leaderboard) -> List[str]:
 
 def _cell(row: MethodRow, key: Tuple[str, str]) -> str:
     values = row.values[key]
-    digits = 3 if key[1] == "dice" else 2
+    digits = 3 if key[1] in SCORE_METRICS else 2
     std = values.std(ddof=1) if values.size > 1 else 0.0
     text = f"{values.mean():.{digits}f} ± {std:.{digits}f}"
     return f"{text} ({format_p(row.p_values[key])})" if key in row.p_values else text
@@ -152,6 +160,25 @@ def regions_markdown(board: Leaderboard) -> str:
     return _markdown_table(header, [[row.display] + [_cell(row, (s, "dice")) for s in regions] for row in board.rows])
 
 
+def surface_dice_markdown(board: Leaderboard) -> str:
+    """KiTS21/23 Surface Dice of every structure, mean ± std over cases (p against the reference)."""
+    header = ["Method"] + [f"{METRIC_TITLES['surface_dice']} {STRUCTURE_TITLES[s]}" for s in board.structures]
+    return _markdown_table(header, [[row.display] + [_cell(row, (s, "surface_dice")) for s in board.structures]
+                                    for row in board.rows])
+
+
+def surface_dice_note(structures: Sequence[str]) -> str:
+    """The tolerance each structure's Surface Dice uses, and where the values come from."""
+    by_tolerance: Dict[float, List[str]] = {}
+    for structure in structures:
+        by_tolerance.setdefault(tolerance_mm(structure), []).append(STRUCTURE_TITLES[structure])
+    tolerances = "; ".join(f"{', '.join(names)}: {value:.3f} mm" for value, names in by_tolerance.items())
+    return (f"Surface Dice as KiTS21/23 compute it (DeepMind surface-distance surface elements), at KiTS' "
+            f"tolerances: {tolerances}. KiTS scores kidney+masses (kidney+tumor where the labels have no cyst), "
+            f"masses and tumor; the kidney alone, which KiTS does not score, takes KiTS' kidney+masses tolerance. "
+            f"Source: {KITS_TOLERANCE_SOURCE}. Both masks empty: 1, exactly one empty: 0.")
+
+
 def ranked_cases(board: Leaderboard) -> List[Tuple[str, float]]:
     """(case, score) from worst to best; score = mean over methods of the mean kidney and tumor Dice."""
     scores = np.mean([row.values[(s, "dice")] for row in board.rows for s in RANKING_STRUCTURES], axis=0)
@@ -170,8 +197,8 @@ def markdown_report(board: Leaderboard, overlays: Mapping[str, Path], output_fol
                     overlay_count: int) -> str:
     """The whole leaderboard.md text."""
     predicted = ", ".join(f"{row.display} {row.n_predicted}" for row in board.rows)
-    lines = [f"# {board.title}", "",
-             f"**n = {len(board.case_ids)} cases common to all methods** (cases predicted: {predicted}).", ""]
+    lines = [f"# {board.title}", ""] + ([f"**{board.scope}**", ""] if board.scope else [])
+    lines += [f"**n = {len(board.case_ids)} cases common to all methods** (cases predicted: {predicted}).", ""]
     if board.reference is None:
         lines += ["No reference method (default nnU-Net, `nnUNetTrainer__nnUNetPlans__3d_fullres`, or pass "
                   "`--reference`): no p-values.", ""]
@@ -185,6 +212,8 @@ def markdown_report(board: Leaderboard, overlays: Mapping[str, Path], output_fol
               "per case: sensitivity TP/(TP+FN), specificity TN/(TN+FP) (n/a: no such cases).", ""]
     if len(board.structures) > 2:
         lines += ["## Composite regions", "", regions_markdown(board), ""]
+    lines += ["## Surface Dice (KiTS21/23)", "", surface_dice_markdown(board), "",
+              surface_dice_note(board.structures), ""]
     verdict_lines = verdicts(board)
     if verdict_lines:
         lines += ["## Verdict", ""] + [f"- {line}" for line in verdict_lines] + [""]

@@ -15,6 +15,7 @@ from nnunet_ppm.evaluation.leaderboard import (MARKDOWN, build_leaderboard, eval
 from nnunet_ppm.evaluation.methods import (DEFAULT_NNUNET, cross_validation_methods, dataset_locations,
                                            default_reference, folder_methods)
 from nnunet_ppm.evaluation.overlay import overlay_cases
+from nnunet_ppm.evaluation.scope import CROSS_VALIDATION, TEST_SET, conversion_record, scope_statement
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         title = f"Leaderboard {locations.name}, cross-validation"
         notes.insert(0, f"references: {references}")
         file_ending = file_ending_of(references, dataset_json)
+        mode, record = CROSS_VALIDATION, conversion_record(dataset_json)
     else:
         if args.ref is None or args.o is None:
             raise SystemExit("nnunet_ppm leaderboard: --pred needs -ref (reference labels) and -o (output folder)")
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         file_ending = file_ending_of(args.pred[0][1], dataset_json)
         methods = folder_methods(args.pred, file_ending)
         title = f"Leaderboard, test set {references}"
+        # what the references are is recorded beside them (nnUNet_raw/DatasetX/labelsTs), or in the given -dj
+        mode, record = TEST_SET, conversion_record(args.dataset_json or references.parent / "dataset.json")
     names = [method.name for method in methods]
     reference = args.reference or default_reference(names)
     if reference is not None and reference not in names:
@@ -69,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = evaluate_methods(methods, references, file_ending, scheme, output, args.num_processes)
     board = build_leaderboard(results, reference, title, notes)
+    board.scope = scope_statement(mode, record, board.case_ids)
     overlays = {}
     if args.overlay_cases > 0 and images is not None:
         worst, best = worst_and_best(board, args.overlay_cases)
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         board.notes.append("no images found (pass -i), so no overlays")
     write_report(board, output, overlays, args.overlay_cases)
 
-    print(f"\n{title}: n = {len(board.case_ids)} cases common to all methods\n")
+    print(f"\n{title}: n = {len(board.case_ids)} cases common to all methods\n{board.scope}\n")
     print(table_i_markdown(board))
     for line in verdicts(board):
         print(line)

@@ -12,6 +12,8 @@ Definitions (reference R, prediction P, both binary masks of one structure):
 - HD95 (mm): the larger of the two directed 95th percentiles (numpy's linear
   interpolation) of those distances.
 - Volumes in ml (voxel count x voxel volume); volume difference = prediction - reference.
+- Surface Dice: KiTS21/23's score, with KiTS' tolerance of the structure; surface elements on voxel
+  corners weighted by area, not the surface voxels above (see :mod:`nnunet_ppm.evaluation.surface_dice`).
 
 NaN-free rules for empty masks:
 
@@ -19,6 +21,7 @@ NaN-free rules for empty masks:
 - one empty: Dice 0, MSSD and HD95 = the image diagonal (the largest distance
   two voxel centres of this image can have), in voxels and in mm. It keeps the
   penalty finite, comparable within a case and large.
+- Surface Dice follows KiTS: 1 when both are empty, 0 when exactly one is.
 
 Tumor detection per case (one case = one ROI/kidney in the paper's layout):
 TP = reference has tumor and the predicted tumor overlaps it; FN = reference has
@@ -37,6 +40,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from nnunet_ppm.evaluation.surface_dice import surface_elements, tolerance_mm
+
 DETECTION_OUTCOMES = ("TP", "FP", "FN", "TN")
 FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
 
@@ -52,6 +57,7 @@ class StructureMetrics:
     volume_reference_ml: float
     volume_prediction_ml: float
     volume_difference_ml: float
+    surface_dice: float
 
     def as_dict(self) -> Dict[str, float]:
         return asdict(self)
@@ -133,10 +139,30 @@ def surface_distances(reference: np.ndarray, prediction: np.ndarray, spacing: Se
     return float(mssd_voxels), float(mssd_mm), float(hd95_mm)
 
 
+def surface_dice(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[float],
+                 tolerance: float) -> float:
+    """KiTS21/23 Surface Dice of two boolean masks at ``tolerance`` mm (1 when both are empty, 0 when one is).
+
+    The masks may be a crop of the image as long as the crop holds both masks whole.
+    """
+    has_reference, has_prediction = bool(reference.any()), bool(prediction.any())
+    if not has_reference or not has_prediction:
+        return float(has_reference == has_prediction)
+    box = bounding_box(reference | prediction)
+    reference_points, reference_areas = surface_elements(reference[box], spacing)
+    prediction_points, prediction_areas = surface_elements(prediction[box], spacing)
+    reference_near = directed_surface_distances(reference_points, prediction_points) <= tolerance
+    prediction_near = directed_surface_distances(prediction_points, reference_points) <= tolerance
+    near_area = reference_areas[reference_near].sum() + prediction_areas[prediction_near].sum()
+    return float(near_area / (reference_areas.sum() + prediction_areas.sum()))
+
+
 def structure_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[float],
-                      image_shape: Optional[Sequence[int]] = None) -> StructureMetrics:
+                      surface_dice_tolerance: float, image_shape: Optional[Sequence[int]] = None
+                      ) -> StructureMetrics:
     """All metrics of one structure, given as two boolean masks of equal shape and their voxel spacing (mm).
 
+    ``surface_dice_tolerance``: in mm (KiTS' value of the structure: :func:`surface_dice.tolerance_mm`).
     ``image_shape``: shape of the whole image when the masks are a crop of it (see :func:`surface_distances`).
     """
     voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -146,7 +172,8 @@ def structure_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Se
     return StructureMetrics(dice=dice(reference, prediction), mssd_voxels=mssd_voxels, mssd_mm=mssd_mm,
                             hd95_mm=hd95_mm, volume_reference_ml=volume_reference,
                             volume_prediction_ml=volume_prediction,
-                            volume_difference_ml=volume_prediction - volume_reference)
+                            volume_difference_ml=volume_prediction - volume_reference,
+                            surface_dice=surface_dice(reference, prediction, spacing, surface_dice_tolerance))
 
 
 def tumor_detection(reference_tumor: np.ndarray, prediction_tumor: np.ndarray) -> str:
@@ -164,7 +191,8 @@ def case_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Sequenc
     Args:
         reference, prediction: label maps of equal shape.
         spacing: voxel spacing in mm, in the arrays' axis order.
-        structures: structure name -> voxel values that make it up.
+        structures: structure name -> voxel values that make it up (names of
+            :mod:`nnunet_ppm.evaluation.labels`; each one's KiTS Surface Dice tolerance is used).
         tumor_values: the voxel values that count as tumor for detection.
     """
     foreground = (reference != 0) | (prediction != 0)
@@ -172,7 +200,7 @@ def case_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Sequenc
     box = bounding_box(foreground, margin=1) if foreground.any() else tuple(slice(None) for _ in reference.shape)
     reference_box, prediction_box = reference[box], prediction[box]
     results = {name: structure_metrics(mask_of(reference_box, values), mask_of(prediction_box, values), spacing,
-                                       image_shape=reference.shape)
+                                       tolerance_mm(name), image_shape=reference.shape)
                for name, values in structures.items()}
     detection = tumor_detection(mask_of(reference_box, tumor_values), mask_of(prediction_box, tumor_values))
     return results, detection
