@@ -27,7 +27,7 @@ SUBCOMMANDS = {
                  "find the kidneys of whole CTs (atlases, a coarse nnU-Net model, or given boxes); boxes per CT"),
     "predict-ct": ("nnunet_ppm.whole_ct.predict_ct_cli",
                    "whole CTs: localise the kidneys, predict their ROIs with `nnunet_ppm predict`, paste back"),
-    "evaluate": ("nnunet_ppm.evaluation.evaluate_cli", "Dice, surface distances, volumes, tumor detection per case"),
+    "evaluate": ("nnunet_ppm.evaluation.evaluate_cli", "Dice, surface distances, KiTS Surface Dice, volumes, tumor detection per case"),
     "leaderboard": ("nnunet_ppm.evaluation.leaderboard_cli", "compare methods against default nnU-Net (Table I style)"),
     "overlay": ("nnunet_ppm.evaluation.overlay_cli", "PNGs of CT slices with reference and predicted outlines"),
     "demo": ("nnunet_ppm.demo", "the whole story on synthetic CTs: generate, convert, plan, train PPM and default "
