@@ -47,6 +47,14 @@ class SubVolumeVotes:
 
     def log_fractions(self) -> torch.Tensor:
         """log f_c (see module doc) as float32, shape (classes, *volume); uncovered voxels get equal values for all classes."""
-        coverage = self.votes.sum(0, dtype=torch.float32).clamp_min(1.0)
-        fractions = (self.votes.float() + TIE_BREAK * self.probability_sums / coverage) / (coverage + TIE_BREAK)
-        return fractions.clamp_min(LOG_FLOOR).log()
+        return log_vote_fractions(self.votes, self.probability_sums)
+
+
+def log_vote_fractions(votes: torch.Tensor, probability_sums: torch.Tensor) -> torch.Tensor:
+    """log f_c (see module doc) of vote counts and summed probabilities, each (classes, *volume), as float32.
+
+    Counts may come from several sub-volume passes added together (e.g. several folds).
+    """
+    coverage = votes.sum(0, dtype=torch.float32).clamp_min(1.0)
+    fractions = (votes.float() + TIE_BREAK * probability_sums / coverage) / (coverage + TIE_BREAK)
+    return fractions.clamp_min(LOG_FLOOR).log()

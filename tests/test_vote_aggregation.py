@@ -28,29 +28,54 @@ HAND_COMPUTED_LABELS = [1, 1, 1, 1, 1, 0, 0, 0]
 HAND_COMPUTED_VOTES = [[0, 1, 0], [0, 1, 1], [0, 2, 1], [1, 2, 1], [1, 2, 1], [1, 1, 1], [1, 1, 0], [1, 0, 0]]
 
 
-class PositionDependentNetwork(torch.nn.Module):
-    """Outputs log(PROBABILITIES_BY_POSITION) for every sub-volume, whatever its content."""
+# Two folds that disagree, for voting over folds x tiles (same 8 slices, 5 sub-volumes per fold).
+FOLD_A_PROBABILITIES = np.array([[0.05, 0.5, 0.45]] * 4, dtype=np.float32)  # every position votes 1, 2 runner-up
+FOLD_B_PROBABILITIES = np.array([
+    [0.39, 0.01, 0.6],  # positions 0 and 2 vote 2
+    [0.6, 0.01, 0.39],  # positions 1 and 3 vote 0; class 1 is always the least likely
+    [0.39, 0.01, 0.6],
+    [0.6, 0.01, 0.39],
+], dtype=np.float32)
+#  slice  positions seen  votes of A   votes of B   votes (0/1/2)  summed probabilities (0/1/2)  label
+#    0     0              0/1/0        0/0/1        0/1/1          0.44/0.51/1.05                 2 (tie, higher sum)
+#    1     0,1            0/2/0        1/0/1        1/2/1                                         1
+#    2     0,1,2          0/3/0        1/0/2        1/3/2                                         1
+#    3     0,1,2,3        0/4/0        2/0/2        2/4/2                                         1
+#    4     0,1,2,3        0/4/0        2/0/2        2/4/2                                         1
+#    5     1,2,3          0/3/0        2/0/1        2/3/1                                         1
+#    6     2,3            0/2/0        1/0/1        1/2/1                                         1
+#    7     3              0/1/0        1/0/0        1/1/0          0.65/0.51/0.84                 0 (tie, higher sum)
+# Averaging each fold's vote fractions as logits (a geometric mean) gives 2 or 0 in slices 1-6 instead: a class
+# without a single vote in one fold loses, however many votes it has in the other.
+TWO_FOLD_LABELS = [2, 1, 1, 1, 1, 1, 1, 0]
+TWO_FOLD_VOTES = [[0, 1, 1], [1, 2, 1], [1, 3, 2], [2, 4, 2], [2, 4, 2], [2, 3, 1], [1, 2, 1], [1, 1, 0]]
 
-    def __init__(self):
+
+class PositionDependentNetwork(torch.nn.Module):
+    """Outputs log(probabilities by position) (positions x classes) for every sub-volume, whatever its content."""
+
+    def __init__(self, probabilities_by_position: np.ndarray = PROBABILITIES_BY_POSITION):
         super().__init__()
-        logits = torch.from_numpy(np.log(PROBABILITIES_BY_POSITION)).T  # (classes, positions)
+        logits = torch.from_numpy(np.log(probabilities_by_position)).T  # (classes, positions)
         self.register_buffer("logits", logits[:, :, None, None].expand(3, 4, 2, 2).contiguous())
 
     def forward(self, x):
         return self.logits[None].expand(x.shape[0], -1, -1, -1, -1)
 
 
-def _vote_predictor() -> PPMPredictor:
+def _vote_predictor(*folds: np.ndarray) -> PPMPredictor:
+    """A vote predictor whose folds (one network's parameters each) are position-dependent networks."""
     plans = {"plans_name": "vote_test", "configurations": {"3d_fullres": {
         "patch_size": [4, 2, 2], "architecture": {"network_class_name": "unused", "arch_kwargs": {},
                                                   "_kw_requires_import": []}}}}
     dataset_json = {"labels": {"background": 0, "kidney": 1, "tumor": 2}, "file_ending": ".nii.gz"}
     plans_manager = PlansManager(plans)
-    network = PositionDependentNetwork()
+    parameters = [PositionDependentNetwork(fold).state_dict() for fold in folds or (PROBABILITIES_BY_POSITION,)]
     predictor = PPMPredictor(tile_step_size=0.25, use_gaussian=True, use_mirroring=False,
                              device=torch.device("cpu"), allow_tqdm=False, aggregation="vote")
-    predictor.manual_initialization(network, plans_manager, plans_manager.get_configuration("3d_fullres"),
-                                    [network.state_dict()], dataset_json, "none", None)
+    predictor.manual_initialization(PositionDependentNetwork(), plans_manager,
+                                    plans_manager.get_configuration("3d_fullres"), parameters, dataset_json, "none",
+                                    None)
     return predictor
 
 
@@ -65,6 +90,22 @@ def test_vote_matches_hand_computed_case_through_nnunet_sliding_window():
     votes = np.array(HAND_COMPUTED_VOTES, dtype=np.float32)
     np.testing.assert_allclose(fractions, votes / votes.sum(1, keepdims=True), atol=TIE_BREAK)
     np.testing.assert_allclose(fractions.sum(1), 1, rtol=1e-5)
+
+
+def test_votes_are_counted_over_folds_and_tiles():
+    predictor = _vote_predictor(FOLD_A_PROBABILITIES, FOLD_B_PROBABILITIES)
+    log_fractions = predictor.predict_logits_from_preprocessed_data(torch.zeros((1, 8, 2, 2)))
+    assert log_fractions.shape == (3, 8, 2, 2)
+    assert log_fractions.argmax(0)[:, 0, 0].tolist() == TWO_FOLD_LABELS
+    fractions = torch.softmax(log_fractions[:, :, 0, 0], 0).T.numpy()
+    votes = np.array(TWO_FOLD_VOTES, dtype=np.float32)
+    np.testing.assert_allclose(fractions, votes / votes.sum(1, keepdims=True), atol=TIE_BREAK)
+
+
+def test_each_fold_alone_gives_other_labels_than_both_together():
+    for fold in (FOLD_A_PROBABILITIES, FOLD_B_PROBABILITIES):
+        labels = _vote_predictor(fold).predict_logits_from_preprocessed_data(torch.zeros((1, 8, 2, 2))).argmax(0)
+        assert labels[:, 0, 0].tolist() != TWO_FOLD_LABELS
 
 
 def test_nnunet_averaging_gives_other_labels_on_the_same_case():

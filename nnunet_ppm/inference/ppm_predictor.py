@@ -7,7 +7,11 @@ nnU-Net's own. It changes two things:
 * ``aggregation="vote"`` replaces the Gaussian-weighted average of
   overlapping tiles by majority voting (``vote_aggregation``); the tiles are
   nnU-Net's sliding-window tiles (patch size from the plans - 64 slices in
-  the PPM plans - and overlap from ``tile_step_size``).
+  the PPM plans - and overlap from ``tile_step_size``). With several folds
+  the votes are counted over folds x tiles (every fold's tiles vote, ties go
+  to the larger probability summed over the same tiles), instead of
+  nnU-Net's mean of per-fold outputs. With mirroring, each tile's vote is
+  the argmax of its mirror-averaged prediction.
 * with ``postprocessing`` set, each case's probabilities (after nnU-Net's
   resampling to the raw image) go through CRF and largest component before
   the labels are written, in background processes, atomically. This is the
@@ -36,7 +40,7 @@ from tqdm import tqdm
 
 from nnunet_ppm.atomic_io import atomic_output
 from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings, postprocess_and_write_case
-from nnunet_ppm.postprocessing.vote_aggregation import SubVolumeVotes
+from nnunet_ppm.postprocessing.vote_aggregation import SubVolumeVotes, log_vote_fractions
 
 AGGREGATIONS = ("gaussian", "vote")
 
@@ -72,6 +76,12 @@ def export_postprocessed_prediction(logits: np.ndarray, properties: dict, config
                                plans_manager.image_reader_writer_class(), settings)
 
 
+def _log_fractions_of_tally(tally: torch.Tensor) -> torch.Tensor:
+    """log vote fractions (classes, *image) of a tally stacked as (votes, probability sums) along the class axis."""
+    votes, probability_sums = tally.chunk(2)
+    return log_vote_fractions(votes, probability_sums)
+
+
 class PPMPredictor(nnUNetPredictor):
     """nnUNetPredictor with ``aggregation`` ("gaussian" or "vote") and optional per-case ``postprocessing``.
 
@@ -92,6 +102,7 @@ class PPMPredictor(nnUNetPredictor):
 
     @torch.inference_mode()
     def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers, do_on_device: bool = True):
+        """nnU-Net's Gaussian-weighted tile average; under "vote" the tiles' tally (see ``_vote_tally``)."""
         if self.aggregation == "gaussian":
             return super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
         if self.label_manager.has_regions:
@@ -103,7 +114,39 @@ class PPMPredictor(nnUNetPredictor):
         for slicer in tqdm(slicers, disable=not self.allow_tqdm):
             sub_volume = data[slicer][None].to(self.device)
             votes.add(self._internal_maybe_mirror_and_predict(sub_volume)[0].to(results_device), slicer[1:])
-        return votes.log_fractions()
+        return torch.cat((votes.votes.float(), votes.probability_sums))
+
+    def _vote_tally(self, input_image: torch.Tensor) -> torch.Tensor:
+        """Votes and summed probabilities of the loaded network's tiles, stacked: (2 * classes, *image), float32.
+
+        nnU-Net's ``predict_sliding_window_return_logits`` (padding, tiling, device fallback, unpadding) around
+        the vote branch of ``_internal_predict_sliding_window_return_logits``, which returns this tally.
+        """
+        return super().predict_sliding_window_return_logits(input_image)
+
+    @torch.inference_mode()
+    def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> torch.Tensor:
+        """nnU-Net's sliding-window prediction of the loaded network; under "vote" the log vote fractions."""
+        if self.aggregation == "gaussian":
+            return super().predict_sliding_window_return_logits(input_image)
+        return _log_fractions_of_tally(self._vote_tally(input_image))
+
+    @torch.inference_mode()
+    def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
+        """nnU-Net's fold ensemble (mean of the folds' outputs); under "vote" the votes of all folds' tiles, counted."""
+        if self.aggregation == "gaussian":
+            return super().predict_logits_from_preprocessed_data(data)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(min(default_num_processes, threads))  # as nnU-Net's fold loop does
+        try:
+            tally = None
+            for parameters in self.list_of_parameters:
+                getattr(self.network, "_orig_mod", self.network).load_state_dict(parameters)  # torch.compile'd or not
+                fold_tally = self._vote_tally(data).to("cpu")
+                tally = fold_tally if tally is None else tally.add_(fold_tally)
+        finally:
+            torch.set_num_threads(threads)
+        return _log_fractions_of_tally(tally)
 
     def _manage_input_and_output_lists(self, *args, **kwargs):
         """nnU-Net's case lists; remembers each output's raw image files for the CRF."""

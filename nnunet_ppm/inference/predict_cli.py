@@ -6,15 +6,19 @@ Takes nnUNetv2_predict's arguments with the same defaults, so that
                                            followed by nnunet_ppm postprocess
 
 CRF and largest component are on by default (``--no-crf``, ``--no-lcc``);
-``--aggregation vote`` assembles overlapping sub-volumes by majority vote.
+``--aggregation vote`` assembles overlapping sub-volumes by majority vote
+(over folds x tiles with several folds); ``--paper`` is the paper's whole
+inference in one flag (see ``paper_recipe``).
 """
 import argparse
 import multiprocessing
+from pathlib import Path
 
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
+from nnunet_ppm.inference.paper_recipe import PAPER_HELP, resolve_prediction_arguments
 from nnunet_ppm.inference.ppm_predictor import AGGREGATIONS, PPMPredictor
 from nnunet_ppm.postprocessing.cli_options import add_postprocessing_arguments, settings_from_args
 
@@ -26,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", default="nnUNetPlans", help="plans identifier. Default: nnUNetPlans")
     parser.add_argument("-tr", default="nnUNetTrainer", help="trainer class. Default: nnUNetTrainer")
     parser.add_argument("-c", required=True, help="configuration")
-    parser.add_argument("-f", nargs="+", default=(0, 1, 2, 3, 4), help="folds. Default: 0 1 2 3 4")
+    parser.add_argument("-f", nargs="+", default=None,
+                        help="folds (or all). Default: 0 1 2 3 4; with --paper one fold, by default all (if trained)")
     parser.add_argument("-step_size", type=float, default=0.5, help="sliding-window step (fraction of patch)")
     parser.add_argument("--disable_tta", action="store_true", help="no mirroring at test time")
     parser.add_argument("--verbose", action="store_true")
@@ -43,9 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-device", default="cuda", choices=("cuda", "cpu", "mps"), help="Default: cuda")
     parser.add_argument("--disable_progress_bar", action="store_true")
     parser.add_argument("--not_on_device", action="store_true", help="keep sliding-window results on the CPU")
-    parser.add_argument("--aggregation", choices=AGGREGATIONS, default="gaussian",
+    parser.add_argument("--aggregation", choices=AGGREGATIONS, default=None,
                         help="'gaussian': nnU-Net's weighted average of overlapping tiles (default); 'vote': the "
-                             "paper's majority vote of sub-volumes (CRF then sees the vote fractions)")
+                             "paper's majority vote of sub-volumes, counted over folds x tiles with several folds, "
+                             "ties to the larger summed probability (CRF then sees the vote fractions)")
+    parser.add_argument("--paper", action="store_true", help=PAPER_HELP)
     add_postprocessing_arguments(parser)
 
 
@@ -61,6 +68,11 @@ def _device(name: str) -> torch.device:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.part_id < args.num_parts:
         raise SystemExit(f"nnunet_ppm predict: -part_id must be in 0..{args.num_parts - 1}")
+    model_folder = get_output_folder(args.d, args.tr, args.p, args.c)
+    try:
+        args = resolve_prediction_arguments(args, Path(model_folder))
+    except ValueError as error:
+        raise SystemExit(f"nnunet_ppm predict: {error}")
     settings = settings_from_args(args)
     postprocessing = settings if (settings.use_crf or settings.use_lcc) else None
     predictor = PPMPredictor(tile_step_size=args.step_size, use_gaussian=True, use_mirroring=not args.disable_tta,
@@ -69,13 +81,14 @@ def run(args: argparse.Namespace) -> int:
                              allow_tqdm=not args.disable_progress_bar, aggregation=args.aggregation,
                              postprocessing=postprocessing)
     folds = [f if f == "all" else int(f) for f in args.f]
-    predictor.initialize_from_trained_model_folder(get_output_folder(args.d, args.tr, args.p, args.c), folds,
-                                                   checkpoint_name=args.chk)
+    predictor.initialize_from_trained_model_folder(model_folder, folds, checkpoint_name=args.chk)
     maybe_mkdir_p(args.o)
     if postprocessing is not None:
         postprocessing.crf_params.to_json(join(args.o, "postprocessing_settings.json"), use_crf=settings.use_crf,
                                           use_lcc=settings.use_lcc, lcc_mode=settings.lcc_mode,
-                                          crf_backend=settings.crf_backend, aggregation=args.aggregation)
+                                          crf_backend=settings.crf_backend, aggregation=args.aggregation,
+                                          paper=args.paper, folds=[str(f) for f in folds],
+                                          test_time_mirroring=not args.disable_tta)
     predictor.predict_from_files(args.i, args.o, save_probabilities=args.save_probabilities,
                                  overwrite=not args.continue_prediction,
                                  num_processes_preprocessing=max(1, args.npp),

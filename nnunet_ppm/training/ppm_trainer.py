@@ -1,7 +1,8 @@
 """PPMTrainer: nnU-Net training with the recipe of Yang et al. (ICPR 2018), whatever network the plans name.
 
 * loss: weighted cross-entropy only (Eq. 1), background 0.2 / kidney 1.0 / tumor 2.0
-  (see ``class_weights``; averaged over voxels by their weights, as torch's CE does);
+  by label name, cyst 1.0, any other label name an error (see ``class_weights``;
+  averaged over voxels by their weights, as torch's CE does);
 * no deep supervision;
 * SGD, momentum 0.9, no Nesterov, weight decay 1e-5, learning rate 1e-3, divided by
   10 from epochs 168, 280 and 392 of 448 (see ``lr_schedule``);
@@ -13,6 +14,7 @@ gradient clipping at 12, multi-GPU DDP) is nnU-Net's own; without deep
 supervision the network's auxiliary output heads are frozen, so that DDP
 accepts it (see ``build_network_architecture``).
 """
+import os
 from typing import List, Tuple, Union
 
 import numpy as np
@@ -67,7 +69,8 @@ class PPMTrainer(nnUNetTrainer):
         if self.label_manager.has_regions:
             raise ValueError(f"{self.plans_manager.dataset_name} uses region-based labels; PPMTrainer's weighted "
                              f"cross-entropy needs one integer value per label in dataset.json")
-        weights = class_weights(self.dataset_json["labels"], self.label_manager.all_labels, self.class_weights_by_name)
+        weights = class_weights(self.dataset_json["labels"], self.label_manager.all_labels, self.class_weights_by_name,
+                                source=os.path.join(self.preprocessed_dataset_folder_base, "dataset.json"))
         self.print_to_log_file(f"weighted cross-entropy, weights per label {dict(zip(self.label_manager.all_labels, weights))}")
         ignore_label = self.label_manager.ignore_label
         return RobustCrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=self.device),

@@ -7,7 +7,8 @@
 2. crop one ROI per kidney exactly as `nnunet_ppm convert --roi` cropped the model's training ROIs
    (window and margin from the model's dataset.json, or --roi-size / --roi-margin);
 3. predict the ROIs with `nnunet_ppm predict` (every model, prediction and post-processing option
-   below is passed on to it; CRF and largest component per ROI by default);
+   below is passed on to it; CRF and largest component per ROI by default; --paper for the paper's
+   inference: majority vote, no mirroring, CRF + largest component, one model);
 4. paste the ROI labels back into the CT's geometry (overlaps: foreground beats background, then
    the nearer kidney's ROI) and write OUT/<case>.nii.gz and OUT/<case>.json (ROIs, volumes in ml
    per side, timings).
@@ -17,6 +18,7 @@
 predictions in OUT/rois (with --save_probabilities, their probabilities too).
 """
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import torch
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
 from nnunet_ppm.inference import predict_cli
+from nnunet_ppm.inference.paper_recipe import resolve_prediction_arguments
 from nnunet_ppm.localization.localizer import ct_cases
 from nnunet_ppm.localization.localizer_options import add_localizer_arguments, localizer_from_args
 from nnunet_ppm.whole_ct.predict_ct import predict_whole_cts, roi_window_of
@@ -53,6 +56,12 @@ def _volumes_line(report: dict) -> str:
     return f"{report['case']}: {volumes or 'no kidney found'}"
 
 
+def _predict_rois(args: argparse.Namespace, images: Path, predictions: Path) -> None:
+    """`nnunet_ppm predict` of a folder of ROI crops with predict-ct's model, prediction and post-processing options."""
+    predict_cli.run(argparse.Namespace(**{**vars(args), "i": str(images), "o": str(predictions),
+                                          "num_parts": 1, "part_id": 0, "continue_prediction": False}))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.prev_stage_predictions:
         raise SystemExit("nnunet_ppm predict-ct: -prev_stage_predictions (cascades) is not supported for ROI models")
@@ -60,26 +69,23 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"nnunet_ppm predict-ct: -part_id must be in 0..{args.num_parts - 1}")
     out = Path(args.o)
     model_folder = Path(get_output_folder(args.d, args.tr, args.p, args.c))
-
-    def predict_rois(images: Path, predictions: Path) -> None:
-        predict_cli.run(argparse.Namespace(**{**vars(args), "i": str(images), "o": str(predictions),
-                                              "num_parts": 1, "part_id": 0, "continue_prediction": False}))
-
     try:
         if out.resolve() == Path(args.i).resolve():
             raise ValueError("-o must not be the CT folder -i")
         if not (model_folder / "dataset.json").is_file():
             raise FileNotFoundError(f"no trained model in {model_folder} (check -d, -tr, -p, -c and nnUNet_results)")
+        args = resolve_prediction_arguments(args, model_folder)
         window = roi_window_of(model_folder, args.roi_size, args.roi_margin)
         dataset_json = json.loads((model_folder / "dataset.json").read_text(encoding="utf-8"))
         cases = ct_cases(Path(args.i))[args.part_id::args.num_parts]
         if args.continue_prediction:
             cases = [case for case in cases if not _done(out, case.case_id)]
         localizer = localizer_from_args(args, torch.device(args.device))
-        about = {"model": str(model_folder), "folds": [str(f) for f in args.f], "roi_window": window.describe(),
-                 "localizer": localizer.describe()}
-        reports = predict_whole_cts(cases, localizer, window, predict_rois, out, dataset_json["file_ending"],
-                                    dataset_json["labels"], about, args.keep_rois, not args.disable_progress_bar)
+        about = {"model": str(model_folder), "folds": [str(f) for f in args.f], "paper": args.paper,
+                 "aggregation": args.aggregation, "roi_window": window.describe(), "localizer": localizer.describe()}
+        reports = predict_whole_cts(cases, localizer, window, functools.partial(_predict_rois, args), out,
+                                    dataset_json["file_ending"], dataset_json["labels"], about, args.keep_rois,
+                                    not args.disable_progress_bar)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"nnunet_ppm predict-ct: {error}")
     print("\n".join(_volumes_line(report) for report in reports))
