@@ -1,14 +1,18 @@
 """Atomic output files: write to a temporary name beside the target, rename when complete.
 
 An interrupted run then leaves at most a hidden ``.tmp-*`` file, never a
-half-written file under the final name.
+half-written file under the final name. An OSError while writing (a full disk,
+a read-only folder) is raised again naming the final file.
 """
+import errno
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Union
 
 PathLike = Union[str, os.PathLike]
+# a full disk or quota, a read-only file system, a file too large: the output folder, not the input, is at fault
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 @contextmanager
@@ -20,6 +24,11 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno not in STORAGE_ERRNOS and str(error.filename) != str(temporary):
+            raise
+        # name the file the user asked for, not the hidden temporary one
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -9,6 +9,8 @@ import importlib
 import sys
 from typing import List, Optional
 
+from nnunet_ppm.atomic_io import STORAGE_ERRNOS
+
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "synth": ("nnunet_ppm.dataset_conversion.synth_cli", "write synthetic arterial-phase CTs with kidney/tumor labels"),
@@ -51,14 +53,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if argv[0] not in SUBCOMMANDS:
         _print_overview()
-        print(f"\nnunet_ppm: unknown subcommand {argv[0]!r}", file=sys.stderr)
+        print(f"\nnnunet_ppm: unknown subcommand {argv[0]!r}", file=sys.stderr)
         return 2
     module_name, summary = SUBCOMMANDS[argv[0]]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"nnunet_ppm {argv[0]}", description=summary)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except OSError as error:
+        if error.errno not in STORAGE_ERRNOS:
+            raise
+        # a full or read-only output folder: one line naming the file, no traceback
+        print(f"nnunet_ppm {argv[0]}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

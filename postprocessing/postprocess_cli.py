@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
     if not (args.input_folder and args.raw_folder and args.output_folder):
         raise SystemExit("nnunet_ppm postprocess: -i, -r and -o are required (or only --write-pp-pkl FILE)")
-    if os.path.abspath(args.output_folder) == os.path.abspath(args.input_folder):
+    if os.path.realpath(args.output_folder) == os.path.realpath(args.input_folder):
         raise SystemExit("nnunet_ppm postprocess: -o must differ from -i (the input predictions are never overwritten)")
     settings = settings_from_args(args)
     folder = PredictionFolder(args.input_folder)

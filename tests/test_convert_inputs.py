@@ -21,9 +21,11 @@ def rewrite(path, change):
     sitk.WriteImage(change(image), str(path))
 
 
-def with_label_voxel(value):
+def with_label_voxel(value, dtype=None):
+    """The label map (cast to `dtype`, e.g. a float or signed one) with one voxel set to `value`."""
     def change(label):
         array = sitk.GetArrayFromImage(label)
+        array = array.astype(dtype) if dtype else array
         array[0, 0, 0] = value
         out = sitk.GetImageFromArray(array)
         out.CopyInformation(label)
@@ -70,6 +72,11 @@ BAD_INPUTS = {
     "origin": (lambda f: rewrite(f / "label.nii.gz", shift_origin), "different origins"),
     "direction": (lambda f: rewrite(f / "label.nii.gz", flip_direction), "different directions"),
     "label_values": (lambda f: rewrite(f / "label.nii.gz", with_label_voxel(7)), "label values [7] outside the expected [0, 1, 2]"),
+    "fractional_label": (lambda f: rewrite(f / "label.nii.gz", with_label_voxel(1.5, np.float32)),
+                         "label values [1.5] outside the expected [0, 1, 2]"),
+    "negative_label": (lambda f: rewrite(f / "label.nii.gz", with_label_voxel(-1, np.int16)),
+                       "label values [-1] outside the expected [0, 1, 2]"),
+    "missing_image": (lambda f: (f / "image.nii.gz").unlink(), "missing image file in"),
     "missing_label": (lambda f: (f / "label.nii.gz").unlink(), "missing label file"),
     "not_3d": (lambda f: rewrite(f / "image.nii.gz", lambda im: sitk.JoinSeries([im, im])), "is 4D"),
     "multi_channel": (as_two_channels, "has 2 channels per voxel"),

@@ -8,6 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
+from nnunet_ppm.dataset_names import DatasetNotFoundError
 from nnunet_ppm.evaluation.cases import file_ending_of, find_dataset_json, named_folder
 from nnunet_ppm.evaluation.labels import load_label_scheme
 from nnunet_ppm.evaluation.leaderboard import (MARKDOWN, build_leaderboard, evaluate_methods, table_i_markdown,
@@ -42,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     notes = []
     if args.dataset is not None:
-        locations = dataset_locations(args.dataset)
+        try:
+            locations = dataset_locations(args.dataset)
+        except (DatasetNotFoundError, FileNotFoundError) as error:
+            raise SystemExit(f"nnunet_ppm leaderboard: {error}") from error
         methods, notes = cross_validation_methods(locations.results, args.folds)
         if not methods:
             raise SystemExit(f"nnunet_ppm leaderboard: no cross-validation predictions under {locations.results}"

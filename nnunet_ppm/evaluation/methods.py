@@ -46,9 +46,9 @@ class DatasetLocations:
 def dataset_locations(dataset_name_or_id: str) -> DatasetLocations:
     """Resolve ``-d`` (id or DatasetXXX_Name) with nnU-Net's environment variables."""
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw, nnUNet_results
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from nnunet_ppm.dataset_names import dataset_name
 
-    name = maybe_convert_to_dataset_name(dataset_name_or_id)
+    name = dataset_name(dataset_name_or_id)
     raw = Path(nnUNet_raw.get()) / name if nnUNet_raw.is_set() else None
     preprocessed = Path(nnUNet_preprocessed.get()) / name if nnUNet_preprocessed.is_set() else None
     candidates = [p for p in (preprocessed and preprocessed / "gt_segmentations", raw and raw / "labelsTr") if p]

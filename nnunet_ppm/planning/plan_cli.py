@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
-from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
 from nnunet_ppm.dataset_conversion.patient_splits import StaleSplitsError, install_splits, manifest_patients
+from nnunet_ppm.dataset_names import DatasetNotFoundError, dataset_name as find_dataset_name
 from nnunet_ppm.planning.intensity import HU_WINDOW, mean_scaled_intensity
 from nnunet_ppm.planning.ppm_plans import (BATCH_SIZE, CONFIGURATION, PLANS_NAME, PlanningError, build_ppm_plans,
                                            total_stride)
@@ -49,7 +49,7 @@ def plan_dataset(dataset: str, patch_size: Optional[Sequence[int]] = None, batch
     For ROI datasets, also writes (or checks) the patient-grouped splits_final.json first.
     Returns the path of the plans file. Raises PlanningError with what to do when the dataset is not ready.
     """
-    dataset_name = maybe_convert_to_dataset_name(dataset)
+    dataset_name = find_dataset_name(dataset)
     preprocessed = Path(nnUNet_preprocessed) / dataset_name
     nnunet_plans_file = preprocessed / "nnUNetPlans.json"
     for needed in (preprocessed / "dataset_fingerprint.json", nnunet_plans_file):
@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         plan_dataset(args.dataset, args.patch, args.batch_size, not args.no_preprocess, args.num_processes)
-    except PlanningError as error:
+    except (PlanningError, DatasetNotFoundError) as error:
         print(f"nnunet_ppm plan: {error}")
         return 1
     return 0
