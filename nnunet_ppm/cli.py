@@ -18,7 +18,7 @@ SUBCOMMANDS = {
                 "make an nnU-Net raw dataset from the paper's ROI layout or KiTS19/21/23 (optionally per-kidney ROIs)"),
     "plan": ("nnunet_ppm.planning.plan_cli", "write nnUNetPPMPlans.json for a planned dataset and preprocess it"),
     "predict": ("nnunet_ppm.inference.predict_cli",
-                "nnUNetv2_predict + the paper's CRF and largest component per case (--aggregation vote|gaussian)"),
+                "nnUNetv2_predict + the paper's CRF and largest component per case (--aggregation vote|gaussian, --paper)"),
     "postprocess": ("nnunet_ppm.postprocessing.postprocess_cli",
                     "CRF + largest component on nnUNetv2_predict --save_probabilities output; or write a pp pkl"),
     "tune-crf": ("nnunet_ppm.postprocessing.tune_crf_cli",
