@@ -53,16 +53,30 @@ def _trainer(trainer_name: str, plans: str):
 
 @pytest.mark.parametrize("trainer_name, plans", [("nnUNetTrainer", "nnUNetPPMPlans"), ("PPMTrainer", "nnUNetPlans"),
                                                  ("PPMTrainer", "nnUNetPPMPlans")])
-def test_one_training_step_of_each_ablation_cell(tiny_env, trainer_name, plans):
+def test_one_training_step_of_each_ablation_cell(tiny_env, trainer_name, plans, capsys):
     trainer = _trainer(trainer_name, plans)
     trainer.on_train_start()
     try:
-        loss = trainer.train_step(next(trainer.dataloader_train))["loss"]
+        batch = next(trainer.dataloader_train)
+        loss = trainer.train_step(batch)["loss"]
+        with torch.no_grad():
+            outputs = trainer.network(batch["data"])
     finally:
         trainer.on_train_end()
         shutil.rmtree(trainer.output_folder_base)
     assert np.isfinite(loss)
     assert isinstance(trainer.network, FCNPPM) == (plans == "nnUNetPPMPlans")
+    if trainer_name == "nnUNetTrainer":
+        # "PPM network + nnU-Net recipe": nnU-Net's deep supervision, one target per output (1, 1/2, 1/4), and more
+        # than the full-resolution output gets a weight (nnU-Net gives the last scale 0)
+        weights = trainer.loss.weight_factors
+        with capsys.disabled():
+            print(f"\n{trainer_name} + {plans}: output sizes {[tuple(o.shape[2:]) for o in outputs]}, "
+                  f"deep supervision loss weights {[round(float(w), 4) for w in weights]}")
+        assert [o.shape[2:] for o in outputs] == [t.shape[2:] for t in batch["target"]]
+        assert len(weights) == len(outputs) == 3 and sum(w > 0 for w in weights) >= 2
+    else:
+        assert torch.is_tensor(outputs) and outputs.shape[2:] == batch["target"].shape[2:]
 
 
 def test_ppm_trainer_uses_the_papers_recipe(tiny_env):

@@ -1,6 +1,10 @@
-"""nnUNetPPMPlans: pooling, patch, batch, and the paper's intensity handling as CTNormalization."""
+"""nnUNetPPMPlans: pooling, deep supervision scales, patch, batch, and the paper's intensity as CTNormalization."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_ppm.planning.intensity import ct_normalization_properties, scale_to_unit
 from nnunet_ppm.planning.ppm_plans import (NETWORK_CLASS, PLANS_NAME, PlanningError, build_ppm_plans,
@@ -79,3 +83,19 @@ def test_patch_and_batch_can_be_overridden():
 def test_dataset_without_a_ct_channel_is_a_clear_error():
     with pytest.raises(PlanningError, match="no CT channel"):
         build_ppm_plans(_nnunet_plans(schemes=("ZScoreNormalization",)), {})
+
+
+@pytest.mark.parametrize("spacing, strides, scales", [
+    ((0.8, 0.8, 0.8), [[1, 1, 1], [2, 2, 2], [2, 2, 2], [1, 1, 1]], [[1, 1, 1], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]]),
+    ((3.0, 0.8, 0.8), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [1, 1, 1]], [[1, 1, 1], [1, 0.5, 0.5], [0.5, 0.25, 0.25]]),
+])
+def test_strides_end_with_the_ppm_scale_so_nnunet_supervises_1_half_and_quarter(spacing, strides, scales):
+    plans = build_ppm_plans(_nnunet_plans(spacing=spacing), {0: 0.2})
+    arch_kwargs = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    assert arch_kwargs["strides"] == strides
+    # the PPM-scale entry pools nothing: total stride and patch as without it
+    assert total_stride(arch_kwargs["strides"]) == total_stride(pooling_strides(spacing))
+    configuration = PlansManager(plans).get_configuration("3d_fullres")
+    nnunet_scales = nnUNetTrainer._get_deep_supervision_scales(
+        SimpleNamespace(enable_deep_supervision=True, configuration_manager=configuration))
+    np.testing.assert_array_equal(nnunet_scales, scales)

@@ -2,7 +2,14 @@
 
 * network: ``nnunet_ppm.network.fcn_ppm.FCNPPM`` with its arguments (two pooling
   steps; an axis is pooled only while its spacing is at most twice the finest
-  one, nnU-Net's anisotropy rule, so thick-slice data pools in-plane first);
+  one, nnU-Net's anisotropy rule, so thick-slice data pools in-plane first).
+  ``arch_kwargs["strides"]`` holds [1, 1, 1], the two poolings, then [1, 1, 1]
+  again: that last entry is the PPM scale, which pools nothing. nnU-Net reads
+  these entries as ``pool_op_kernel_sizes`` and derives one deep supervision
+  scale per entry but the last (1, 1/2, 1/4 for isotropic data), weighting the
+  last 0; the extra entry makes those scales match FCNPPM's outputs one to one,
+  so the full- and half-resolution outputs are both supervised. It does not
+  change the total stride, hence neither pooling nor the patch sizes allowed;
 * patch: 64 slices along the slice axis (axis 0 after nnU-Net's
   ``transpose_forward``, the axis of largest spacing), in-plane the median image
   size at the target spacing (the paper's ROIs are 150 x 150), each rounded up to
@@ -20,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from nnunet_ppm.network.fcn_ppm import (DEFAULT_DECODER_BLOCKS, DEFAULT_ENCODER_DILATIONS, DEFAULT_FEATURES,
-                                        DEFAULT_PPM_KERNELS)
+                                        DEFAULT_PPM_KERNELS, strides_with_ppm_scale)
 from nnunet_ppm.planning.intensity import ct_normalization_properties
 
 PLANS_NAME = "nnUNetPPMPlans"
@@ -71,13 +78,17 @@ def check_patch_size(patch: Sequence[int], stride: Sequence[int]) -> None:
             f"be a multiple of its stride and at least twice it ({'; '.join(problems) or 'wrong number of axes'})")
 
 
-def ppm_architecture(strides: Sequence[Sequence[int]]) -> Dict:
-    """The plans' `architecture` entry that builds FCNPPM through nnU-Net's get_network_from_plans."""
+def ppm_architecture(pooling: Sequence[Sequence[int]]) -> Dict:
+    """The plans' `architecture` entry that builds FCNPPM through nnU-Net's get_network_from_plans.
+
+    `pooling`: the per-stage strides of :func:`pooling_strides`; the entry's ``strides``
+    add the PPM-scale entry to them (see the module docstring).
+    """
     return {
         "network_class_name": NETWORK_CLASS,
         "arch_kwargs": {
             "features_per_stage": list(DEFAULT_FEATURES),
-            "strides": [list(s) for s in strides],
+            "strides": strides_with_ppm_scale(pooling),
             "encoder_dilations": [list(d) for d in DEFAULT_ENCODER_DILATIONS],
             "decoder_blocks_per_stage": list(DEFAULT_DECODER_BLOCKS),
             "ppm_kernels": list(DEFAULT_PPM_KERNELS),
