@@ -43,15 +43,23 @@ def test_crf_runs_only_in_the_grown_foreground_box(monkeypatch):
     blocks = []
 
     def spy(block_probabilities, block_image, block_spacing, params):
-        blocks.append(block_image.shape)
-        return block_probabilities.argmax(0).astype(np.uint8)
+        blocks.append((block_probabilities, block_image))
+        return np.full(block_image.shape, 2, np.uint8)  # marks where the CRF's labels are pasted back
 
     monkeypatch.setitem(dense_crf_module.CRF_BACKENDS, "pydensecrf", spy)
     image = np.full(padded.shape[1:], -80, np.float32)
     image[10:42, 20:76, 30:78] = ct
-    dense_crf(padded, image, spacing, CRFParams(margin_mm=4.0))
+    labels = dense_crf(padded, image, spacing, CRFParams(margin_mm=4.0))
+    foreground = np.argwhere(padded.argmax(0) != 0)
+    margin = (2, 5, 5)  # 4 mm at (2.0, 0.8, 0.8) mm, rounded up
+    box = tuple(slice(max(lo - m, 0), min(hi + 1 + m, n))
+                for lo, hi, m, n in zip(foreground.min(0), foreground.max(0), margin, image.shape))
     assert len(blocks) == 1
-    assert all(n <= m + 2 * g for n, m, g in zip(blocks[0], truth.shape, (2, 5, 5)))
+    assert np.array_equal(blocks[0][0], padded[(slice(None), *box)])
+    assert np.array_equal(blocks[0][1], np.clip(image[box], *CRFParams().hu_window))
+    expected = padded.argmax(0)
+    expected[box] = 2
+    assert np.array_equal(labels, expected), "the CRF's labels inside the box, the argmax outside"
 
 
 def test_blocks_give_almost_the_same_labels_as_one_box():

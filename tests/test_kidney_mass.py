@@ -5,6 +5,7 @@ import SimpleITK as sitk
 from nnunet_ppm.localization.kidney_mass import grow_to_kidney_mass
 
 SPACING = (2.0, 1.0, 1.0)  # mm, array order
+GRID = 2  # voxels of the 2 mm grid the mass is found on, in y and x: its extent there is exact to a grid step
 FAT, LIVER, CORTEX, AORTA = -100, 90, 200, 380
 
 
@@ -33,9 +34,8 @@ def test_the_box_grows_over_a_tumor_beyond_it_but_not_into_a_neighbour_behind_a_
     ct[20:22, 30:40, 55:57] = CORTEX  # ... joined to the kidney by a 2 mm bridge
     ct[:, 80:84, 20:24] = AORTA  # brighter than any enhancing tissue
     grown = grow_to_kidney_mass(_image(ct), ((10, 30), (40, 70), (40, 70)), search_mm=60)
-    assert grown[2][1] >= 100, grown  # the tumor is inside
-    assert grown[1][0] >= 30, grown  # the neighbour is not
-    assert grown[0] == (10, 30) and grown[1][1] <= 74
+    assert grown[0] == (10, 30) and grown[1] == (40, 70), grown  # neither the neighbour nor the bridge (y 30..39)
+    assert grown[2][0] == 40 and 100 <= grown[2][1] <= 100 + GRID, grown  # the tumor (x 70..99) is inside
 
 
 def test_a_mass_that_runs_into_the_search_limit_has_leaked_and_the_box_stays():
@@ -54,7 +54,7 @@ def test_a_wider_opening_cuts_a_thicker_bridge_and_the_tumor_beyond_the_box_stil
     ct[18:23, 60:80, 50:60] = CORTEX  # ... joined by a 10 mm bridge that a 4 mm opening keeps
     grown = grow_to_kidney_mass(_image(ct), ((10, 30), (80, 110), (40, 70)), search_mm=50)
     assert 60 < grown[1][0] <= 80 and grown[1][1] == 110, grown  # at most a stub of the bridge, not the organ
-    assert grown[2][1] >= 100, grown
+    assert grown[0] == (10, 30) and grown[2][0] == 40 and 100 <= grown[2][1] <= 100 + GRID, grown
     assert grow_to_kidney_mass(_image(ct), ((10, 30), (80, 110), (40, 70)), search_mm=50, openings_mm=(4.0,)) \
         == ((10, 30), (80, 110), (40, 70)), "one opening: the mass leaks to the search limit, nothing grows"
 
