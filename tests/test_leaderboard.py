@@ -3,6 +3,7 @@ and `nnunet_ppm overlay`."""
 import csv
 import json
 
+import matplotlib.image
 import numpy as np
 import pytest
 import surface_distance
@@ -10,10 +11,13 @@ from scipy.stats import wilcoxon
 
 from label_volumes import kidney_with_tumor, synthetic_ct, write_volume
 from nnunet_ppm.cli import main
+from nnunet_ppm.evaluation import leaderboard as leaderboard_module
+from nnunet_ppm.evaluation import overlay as overlay_module
 from nnunet_ppm.evaluation.leaderboard import paired_wilcoxon
 from nnunet_ppm.evaluation.methods import default_reference, display_names
 from nnunet_ppm.evaluation.scope import CROSS_VALIDATION, TEST_SET, scope_statement
 from nnunet_ppm.evaluation.surface_dice import KITS_TOLERANCES_MM
+from test_plotting import pixel_count, shows_colour
 
 DATASET = "Dataset501_KidneyToy"
 DEFAULT = "nnUNetTrainer__nnUNetPlans__3d_fullres"
@@ -26,6 +30,7 @@ DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "kidne
 ROI_OPTIMISTIC = "on ROIs cut around each kidney with the reference labels (window: in_plane 24x24, margin 2): " \
                  "optimistic"
 WHOLE_CT_TEST = "End-to-end on whole CTs, test set"
+RED, BLUE, MEDIAN_ORANGE = (255, 0, 0), (0, 0, 255), (255, 127, 14)  # matplotlib's box plot median: tab:orange
 
 
 def dice(a, b):
@@ -56,6 +61,18 @@ def ppm_prediction(i):
     if i % 2:
         labels[5:9, 7 + i % 3:11 + i % 3, 12] = 2
     return labels
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """PNG name -> figure of every box plot and overlay the leaderboard saves, to find its axes in the PNG."""
+    figures = {}
+    for module in (leaderboard_module, overlay_module):
+        def save_and_keep(figure, path, save=module.save_figure):
+            figures[path.name] = figure
+            save(figure, path)
+        monkeypatch.setattr(module, "save_figure", save_and_keep)
+    return figures
 
 
 @pytest.fixture
@@ -92,7 +109,7 @@ def trained_dataset(nnunet_dirs):
     return nnunet_dirs
 
 
-def test_cross_validation_leaderboard_from_nnunet_results(trained_dataset, capsys):
+def test_cross_validation_leaderboard_from_nnunet_results(trained_dataset, saved_figures, capsys):
     assert main(["leaderboard", "-d", "501", "-np", "1", "--overlay-cases", "1"]) == 0
 
     output = trained_dataset["nnUNet_results"] / DATASET / "leaderboard"
@@ -142,13 +159,25 @@ def test_cross_validation_leaderboard_from_nnunet_results(trained_dataset, capsy
     assert any(f"[case_00{i}](overlays/case_00{i}.png)" in best_line for i in (0, 2, 4))
     assert sorted(p.name for p in (output / "overlays").iterdir()) == sorted(
         [worst_line.split("[")[1].split("]")[0] + ".png", best_line.split("[")[1].split("]")[0] + ".png"])
-    assert (output / "dice_boxplot.png").stat().st_size > 0
+    # box plot: a panel per structure, a box per method, its median line at the median of the cases' Dice
+    png = matplotlib.image.imread(output / "dice_boxplot.png")
+    assert png.shape == (366, 780, 4), "3 panels of 2.6 x 2.86 in, title 0.8 in, 100 dpi"
+    panels = saved_figures["dice_boxplot.png"].axes
+    assert [ax.get_title() for ax in panels] == ["Dice kidney", "Dice tumor", "Dice kidney+tumor"]
+    for ax, values in zip(panels, ((1,), (2,), (1, 2))):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["nnUNetTrainer", "PPMTrainer"]
+        for position, predict in enumerate((default_prediction, ppm_prediction), start=1):
+            median = np.median([dice(np.isin(reference_labels(i), values), np.isin(predict(i), values))
+                                for i in common])
+            # the line spans position +- 0.075 (8 pixels); the cases' dots (+- 0.12, half transparent) cover parts
+            assert shows_colour(png, ax, position, median, MEDIAN_ORANGE, reach=6, tolerance=30), \
+                (ax.get_title(), position, median)
     per_case = list(csv.DictReader(open(output / "methods" / PPM / "metrics_per_case.csv")))
     assert [row["case"] for row in per_case] == [f"case_{i:03d}" for i in common]
     assert not list(output.rglob(".tmp-*"))
 
 
-def test_test_set_leaderboard_without_default_nnunet_has_no_p_values(trained_dataset, tmp_path):
+def test_test_set_leaderboard_without_default_nnunet_has_no_p_values(trained_dataset, saved_figures, tmp_path):
     results = trained_dataset["nnUNet_results"] / DATASET
     raw = trained_dataset["nnUNet_raw"] / DATASET
     folders = [f"ppm={results / PPM / 'fold_0' / 'validation'}", f"other={results / DEFAULT / 'fold_0' / 'validation'}"]
@@ -162,7 +191,17 @@ def test_test_set_leaderboard_without_default_nnunet_has_no_p_values(trained_dat
     assert main(["leaderboard", "--pred", *folders, "-ref", str(raw / "labelsTr"), "-o", str(tmp_path / "lb2"),
                  "-np", "1", "--reference", "other", "-i", str(raw / "imagesTr"), "--overlay-cases", "1"]) == 0
     report = (tmp_path / "lb2" / "leaderboard.md").read_text(encoding="utf-8")
-    assert "- ppm vs other: kidney Dice +" in report and len(list((tmp_path / "lb2" / "overlays").glob("*.png"))) == 2
+    assert "- ppm vs other: kidney Dice +" in report
+    overlays = sorted((tmp_path / "lb2" / "overlays").glob("*.png"))
+    assert len(overlays) == 2
+    for path in overlays:  # columns CT, reference, other, ppm; the reference's kidney is y, x 5..18 on every slice
+        png = matplotlib.image.imread(path)
+        panels = np.array(saved_figures[path.name].axes).reshape(-1, 4)
+        assert [ax.get_title() for ax in panels[0, 1:]] == ["reference", "other", "ppm"], "the --reference method first"
+        for ct, reference, _, _ in panels:
+            assert pixel_count(png, RED, ct) == pixel_count(png, BLUE, ct) == 0, "the CT column has no outlines"
+            assert shows_colour(png, reference, 4.5, 12, RED, reach=2, tolerance=30), (path.name, "kidney")
+        assert sum(pixel_count(png, BLUE, reference) for reference in panels[:, 1]) > 0, "the tumor outline"
 
 
 def test_leaderboard_refuses_an_unknown_reference(trained_dataset):

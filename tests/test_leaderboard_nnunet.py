@@ -4,6 +4,7 @@ import csv
 import json
 import math
 
+import matplotlib.image
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -12,6 +13,8 @@ from scipy.stats import wilcoxon
 
 from nnunet_ppm.evaluation.surface_dice import KITS_TOLERANCES_MM
 from nnunet_runs import case_ids, run_command
+from test_leaderboard import BLUE, MEDIAN_ORANGE, RED
+from test_plotting import pixel_count
 
 pytestmark = pytest.mark.integration
 
@@ -77,5 +80,10 @@ def test_leaderboard_of_two_cpu_trained_nnunet_result_folders(tiny_dataset, tmp_
     # the tiny dataset's cases were converted as given (`roi` layout, not cut): the header says it is not recorded
     assert "**Cross-validation on the source's cases as given (`roi` layout" in report
     linked = [line.split("](")[1].split(")")[0] for line in report.splitlines() if line.startswith(("- worst", "- best"))]
-    assert linked and all((output / png).stat().st_size > 0 for png in linked)
-    assert (output / "dice_boxplot.png").stat().st_size > 0
+    assert linked
+    for name in linked:  # each case's reference column outlines its kidney (red) and tumor (blue)
+        png = matplotlib.image.imread(output / name)
+        assert pixel_count(png, RED) > 0 and pixel_count(png, BLUE) > 0, name
+    boxplot = matplotlib.image.imread(output / "dice_boxplot.png")
+    assert boxplot.shape == (366, 780, 4), "3 panels (kidney, tumor, kidney+tumor) of 2.6 in, 100 dpi"
+    assert pixel_count(boxplot, MEDIAN_ORANGE) > 0, "the boxes' median lines"

@@ -61,6 +61,7 @@ def test_probabilities_of_another_geometry_are_an_error_naming_the_case(tmp_path
     write_image(ct, (3.0, 0.8, 0.8), str(tmp_path / "raw" / "kid_008_0000.nii.gz"))
     with pytest.raises(ValueError, match="case kid_008: .*spacing"):
         _postprocess_in_process(tmp_path)
+    assert sorted(os.listdir(tmp_path / "out")) == ["dataset.json", "plans.json"], "no label map, no temporary file"
 
 
 def test_missing_probabilities_are_an_error(tmp_path):

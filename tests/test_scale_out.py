@@ -25,6 +25,13 @@ def test_ppm_trainer_network_trains_under_ddp(tiny_env, tmp_path, plans):
         for _ in range(2):  # DDP reports parameters that got no gradient when the next iteration starts
             target = torch.randint(0, 3, (1, 1, *patch)).float()
             trainer.loss(network(torch.randn(1, 1, *patch)), target).backward()
+        # every trainable parameter got a gradient; the frozen ones are exactly the auxiliary heads, which got none
+        heads = trainer.network.decoder.seg_layers
+        auxiliary = {f"decoder.seg_layers.{i}." for i in range(len(heads) - 1)}
+        assert auxiliary, "the network has auxiliary heads to freeze"
+        for name, parameter in trainer.network.named_parameters():
+            assert parameter.requires_grad is not name.startswith(tuple(auxiliary)), name
+            assert (parameter.grad is not None) is parameter.requires_grad, name
     finally:
         dist.destroy_process_group()
         shutil.rmtree(trainer.output_folder_base)

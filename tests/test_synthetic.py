@@ -18,8 +18,9 @@ def test_cases_depend_only_on_seed_and_index():
     ct, label, spacing = synthesize_case(3, seed=7)
     ct_again, label_again, spacing_again = synthesize_case(3, seed=7)
     assert np.array_equal(ct, ct_again) and np.array_equal(label, label_again) and spacing == spacing_again
-    other_ct, _, _ = synthesize_case(3, seed=8)
+    other_ct, other_label, _ = synthesize_case(3, seed=8)
     assert other_ct.shape != ct.shape or not np.array_equal(other_ct, ct)
+    assert other_label.shape != label.shape or not np.array_equal(other_label, label), "another anatomy, not noise"
 
 
 @pytest.mark.parametrize("index", range(6))

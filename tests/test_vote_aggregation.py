@@ -49,6 +49,22 @@ FOLD_B_PROBABILITIES = np.array([
 # without a single vote in one fold loses, however many votes it has in the other.
 TWO_FOLD_LABELS = [2, 1, 1, 1, 1, 1, 1, 0]
 TWO_FOLD_VOTES = [[0, 1, 1], [1, 2, 1], [1, 3, 2], [2, 4, 2], [2, 4, 2], [2, 3, 1], [1, 2, 1], [1, 1, 0]]
+# Each fold alone: A votes 1 everywhere. B votes 2 in slices 0 and 2 (2 of 1 and 2 of 3 votes) and 0 in slices 5
+# and 7 (2 of 3, 1 of 1); slices 1, 3, 4, 6 tie 0 and 2 in votes and in summed probability; B never votes 1.
+FOLD_A_LABELS = [1] * 8
+FOLD_B_UNTIED_LABELS = {0: 2, 2: 2, 5: 0, 7: 0}
+
+# nnU-Net's plain mean of the logits log(PROBABILITIES_BY_POSITION) over the positions each slice sees:
+#  slice  positions  mean log p (0/1/2)     label
+#    0     0          -2.30/-0.51/-1.20     1
+#    1     0,1        -1.96/-0.86/-0.95     1
+#    2     0,1,2      -1.84/-0.84/-0.98     1
+#    3     0,1,2,3    -1.47/-1.20/-1.14     2
+#    4     0,1,2,3    -1.47/-1.20/-1.14     2
+#    5     1,2,3      -1.19/-1.44/-1.12     2
+#    6     2,3        -0.98/-1.55/-1.33     0
+#    7     3          -0.36/-2.30/-1.61     0
+MEAN_LOGIT_LABELS = [1, 1, 1, 2, 2, 2, 0, 0]
 
 
 class PositionDependentNetwork(torch.nn.Module):
@@ -103,16 +119,18 @@ def test_votes_are_counted_over_folds_and_tiles():
 
 
 def test_each_fold_alone_gives_other_labels_than_both_together():
-    for fold in (FOLD_A_PROBABILITIES, FOLD_B_PROBABILITIES):
-        labels = _vote_predictor(fold).predict_logits_from_preprocessed_data(torch.zeros((1, 8, 2, 2))).argmax(0)
-        assert labels[:, 0, 0].tolist() != TWO_FOLD_LABELS
+    fold_labels = [_vote_predictor(fold).predict_logits_from_preprocessed_data(torch.zeros((1, 8, 2, 2)))
+                   .argmax(0)[:, 0, 0].tolist() for fold in (FOLD_A_PROBABILITIES, FOLD_B_PROBABILITIES)]
+    assert fold_labels[0] == FOLD_A_LABELS != TWO_FOLD_LABELS
+    assert {z: fold_labels[1][z] for z in FOLD_B_UNTIED_LABELS} == FOLD_B_UNTIED_LABELS
+    assert 1 not in fold_labels[1], "fold B alone never votes 1, both folds together do in slices 1-6"
 
 
 def test_nnunet_averaging_gives_other_labels_on_the_same_case():
     predictor = _vote_predictor()
     predictor.aggregation, predictor.use_gaussian = "gaussian", False  # nnU-Net's path, plain mean of logits
     labels = predictor.predict_sliding_window_return_logits(torch.zeros((1, 8, 2, 2))).argmax(0)
-    assert labels[:, 0, 0].tolist() != HAND_COMPUTED_LABELS
+    assert labels[:, 0, 0].tolist() == MEAN_LOGIT_LABELS != HAND_COMPUTED_LABELS
 
 
 def test_votes_accumulate_per_sub_volume():
