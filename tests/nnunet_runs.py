@@ -1,10 +1,12 @@
 """Run real nnU-Net / nnunet_ppm commands from tests, and build the tiny synthetic dataset they share."""
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 BIN = Path(sys.executable).parent
 TINY_DATASET_ID = 900
@@ -30,6 +32,32 @@ def run_command(args: Sequence[str], env: Dict[str, str], cwd: Path = None) -> s
         raise AssertionError(f"{' '.join(map(str, args))} exited with {result.returncode}\n"
                              f"--- stdout (end) ---\n{result.stdout[-4000:]}\n--- stderr (end) ---\n{result.stderr[-4000:]}")
     return result
+
+
+def kill_when(args: Sequence[str], env: Dict[str, str], ready: Callable[[], bool], log: Path,
+              timeout_s: float = 1200.0) -> None:
+    """Start a console script of this environment; SIGKILL it and its children as soon as ``ready()`` is true.
+
+    The command runs in its own process group (as a job of a shell or a batch system), so its worker processes
+    die with it. Fails the test if the command ends, or ``timeout_s`` passes, before ``ready()``. Output goes to
+    ``log``.
+    """
+    with open(log, "w", encoding="utf-8") as output:
+        process = subprocess.Popen([str(BIN / args[0]), *map(str, args[1:])], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not ready():
+                if process.poll() is not None:
+                    raise AssertionError(f"{' '.join(map(str, args))} ended (exit {process.returncode}) before it "
+                                         f"could be killed\n{log.read_text(errors='replace')[-4000:]}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{' '.join(map(str, args))}: not ready to be killed after {timeout_s} s")
+                time.sleep(0.05)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @dataclass

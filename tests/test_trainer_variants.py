@@ -1,9 +1,16 @@
-"""Trainer variants: which ones skip test-time mirroring."""
-import pytest
+"""Trainer variants: which ones skip test-time mirroring; the seeds of seeded trainings.
 
-from nnunet_ppm.training.variants import (NoTestTimeMirroring, PPMTrainer_cpuDemo, PPMTrainer_debug,
-                                          PPMTrainer_gpuDemo, nnUNetTrainer_cpuDemo, nnUNetTrainer_debug,
-                                          nnUNetTrainer_gpuDemo)
+That a seeded training gives the same model, and resumes exactly, is tested on real trainings in
+test_interrupted_training.py."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from nnunet_ppm.training.variants import (SEED_ENV, NoTestTimeMirroring, PPMTrainer_cpuDemo, PPMTrainer_debug,
+                                          PPMTrainer_gpuDemo, epoch_seed, nnUNetTrainer_cpuDemo, nnUNetTrainer_debug,
+                                          nnUNetTrainer_gpuDemo, seed_random_generators, training_seed)
 
 
 class _TrainerWithMirroring:
@@ -28,3 +35,32 @@ def test_training_keeps_mirroring_but_inference_does_not():
                                             (PPMTrainer_gpuDemo, False), (nnUNetTrainer_gpuDemo, False)])
 def test_cpu_variants_skip_test_time_mirroring_gpu_ones_do_not(trainer, skips):
     assert issubclass(trainer, NoTestTimeMirroring) is skips
+
+
+def test_the_seed_is_nnUNet_ppm_seed_else_the_default(monkeypatch):
+    monkeypatch.delenv(SEED_ENV, raising=False)
+    assert training_seed(5) == 5
+    monkeypatch.setenv(SEED_ENV, "42")
+    assert training_seed(5) == 42
+    monkeypatch.setenv(SEED_ENV, "-1")
+    with pytest.raises(ValueError, match=r"nnUNet_ppm_seed='-1': expected a non-negative integer seed"):
+        training_seed(5)
+
+
+def test_each_epoch_has_its_own_reproducible_seed():
+    seeds = {(seed, epoch): epoch_seed(seed, epoch) for seed in (0, 1) for epoch in range(50)}
+    assert len(set(seeds.values())) == len(seeds)
+    assert all(epoch_seed(seed, epoch) == value for (seed, epoch), value in seeds.items())
+
+
+def _draws():
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_seeding_fixes_python_numpy_and_torch():
+    seed_random_generators(3)
+    first = _draws()
+    seed_random_generators(3)
+    assert _draws() == first
+    seed_random_generators(4)
+    assert all(a != b for a, b in zip(_draws(), first))

@@ -18,6 +18,7 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
+from nnunet_ppm.dataset_names import dataset_name
 from nnunet_ppm.inference.paper_recipe import PAPER_HELP, resolve_prediction_arguments
 from nnunet_ppm.inference.ppm_predictor import AGGREGATIONS, PPMPredictor
 from nnunet_ppm.postprocessing.cli_options import add_postprocessing_arguments, settings_from_args
@@ -68,8 +69,8 @@ def _device(name: str) -> torch.device:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.part_id < args.num_parts:
         raise SystemExit(f"nnunet_ppm predict: -part_id must be in 0..{args.num_parts - 1}")
-    model_folder = get_output_folder(args.d, args.tr, args.p, args.c)
     try:
+        model_folder = get_output_folder(dataset_name(args.d), args.tr, args.p, args.c)
         args = resolve_prediction_arguments(args, Path(model_folder))
     except ValueError as error:
         raise SystemExit(f"nnunet_ppm predict: {error}")

@@ -4,9 +4,11 @@ PPMTrainer_Xepochs keeps the paper's learning-rate milestones at 3/8, 5/8 and
 7/8 of the run. The `_debug` trainers run 2 epochs of 3 iterations (1
 validation iteration) and predict without test-time mirroring (their
 validation and any later prediction with them are 8x cheaper): enough to
-prove the plumbing on a CPU, nothing more. The `_cpuDemo` / `_gpuDemo` pairs
-give both methods the same budget in `nnunet_ppm demo`; the `_cpuDemo` ones
-also predict without test-time mirroring.
+prove the plumbing on a CPU, nothing more. They are seeded (``SeededTraining``)
+and save checkpoint_latest.pth after every epoch, so that tests get the same
+model from the same data and can kill and resume a training. The `_cpuDemo` /
+`_gpuDemo` pairs give both methods the same budget in `nnunet_ppm demo`; the
+`_cpuDemo` ones also predict without test-time mirroring.
 nnUNetTrainer_debug is stock nnU-Net with that same budget, the baseline that
 PPMTrainer_debug is compared with in tests and the CPU demo.
 
@@ -21,9 +23,11 @@ PPMTrainerBenchmark_3epochs_4its pair is the same at a CPU's pace.
 import itertools
 import json
 import os
+import random
 import time
 from typing import Optional
 
+import numpy as np
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
@@ -38,16 +42,77 @@ class TrainingBudget:
     budget_epochs: Optional[int] = None
     budget_iterations_per_epoch: Optional[int] = None
     budget_val_iterations_per_epoch: Optional[int] = None
+    budget_save_every: Optional[int] = None  # epochs between checkpoint_latest.pth saves (nnU-Net: 50)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.budget_save_every is not None:
+            self.save_every = self.budget_save_every
         if self.budget_epochs is not None:
             self.num_epochs = self.budget_epochs
         if self.budget_iterations_per_epoch is not None:
             self.num_iterations_per_epoch = self.budget_iterations_per_epoch
         if self.budget_val_iterations_per_epoch is not None:
             self.num_val_iterations_per_epoch = self.budget_val_iterations_per_epoch
+
+
+SEED_ENV = "nnUNet_ppm_seed"
+
+
+def training_seed(default: int) -> int:
+    """The seed of a seeded training: the environment variable nnUNet_ppm_seed, else ``default``."""
+    value = os.environ.get(SEED_ENV, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{SEED_ENV}={value!r}: expected a non-negative integer seed")
+    return int(value)
+
+
+def seed_random_generators(seed: int) -> None:
+    """Seed python's random, numpy's global generator and torch's (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch, drawn from (training seed, epoch) so that epochs are independent and reproducible."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+class SeededTraining:
+    """Mixin for an nnU-Net trainer (nnU-Net 2.8.1 seeds nothing): the same data give the same model.
+
+    The seed (nnUNet_ppm_seed, else ``default_training_seed``) is written to the training log. It seeds
+    python, numpy and torch before the network is built, and again at the start of every epoch from
+    (seed, epoch): nnU-Net's data loader draws its crops from numpy's global generator and the mirroring
+    from torch's, so an epoch's batches depend on the seed and the epoch number only, and a run resumed
+    with ``--c`` trains exactly the epochs an uninterrupted run would. Exact only without data-loading
+    workers (nnUNet_n_proc_DA=0): nnU-Net's workers are started unseeded and deliver batches in
+    whichever order they finish.
+    """
+
+    default_training_seed = 0
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.training_seed = training_seed(self.default_training_seed)
+
+    def initialize(self):
+        if not self.was_initialized:
+            self.print_to_log_file(f"seed {self.training_seed} ({SEED_ENV}, default {self.default_training_seed}); "
+                                   f"reseeded per epoch from (seed, epoch)"
+                                   + ("" if get_allowed_n_proc_DA() == 0 else
+                                      f"; {get_allowed_n_proc_DA()} data-loading workers are not seeded"))
+            seed_random_generators(self.training_seed)
+        super().initialize()
+
+    def on_train_epoch_start(self):
+        seed_random_generators(epoch_seed(self.training_seed, self.current_epoch))
+        super().on_train_epoch_start()
 
 
 class NoTestTimeMirroring:
@@ -60,8 +125,9 @@ class NoTestTimeMirroring:
         return configuration
 
 
-class DebugBudget(NoTestTimeMirroring, TrainingBudget):
+class DebugBudget(SeededTraining, NoTestTimeMirroring, TrainingBudget):
     budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 2, 3, 1
+    budget_save_every = 1
 
 
 class CpuDemoBudget(NoTestTimeMirroring, TrainingBudget):

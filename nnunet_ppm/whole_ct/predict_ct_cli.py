@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
+from nnunet_ppm.dataset_names import dataset_name
 from nnunet_ppm.inference import predict_cli
 from nnunet_ppm.inference.paper_recipe import resolve_prediction_arguments
 from nnunet_ppm.localization.localizer import ct_cases
@@ -68,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.part_id < args.num_parts:
         raise SystemExit(f"nnunet_ppm predict-ct: -part_id must be in 0..{args.num_parts - 1}")
     out = Path(args.o)
-    model_folder = Path(get_output_folder(args.d, args.tr, args.p, args.c))
     try:
+        model_folder = Path(get_output_folder(dataset_name(args.d), args.tr, args.p, args.c))
         if out.resolve() == Path(args.i).resolve():
             raise ValueError("-o must not be the CT folder -i")
         if not (model_folder / "dataset.json").is_file():
