@@ -2,6 +2,7 @@
 
     python benchmarks/whole_ct.py                          # 8 atlases, 20 other CTs, painted at >= 2 mm
     python benchmarks/whole_ct.py --cases 40 --spacing 1.5 --work /tmp/whole_ct --record
+    python benchmarks/whole_ct.py --registration-seeds 0 1 2 --predict-cases 0 --work /tmp/whole_ct --record
 
 Steps, all under --work (a temporary folder by default; what an earlier run left there is reused):
 
@@ -12,13 +13,20 @@ Steps, all under --work (a temporary folder by default; what an earlier run left
 3. an ROI model: the first group converted with `--roi --roi-size 110mm` (the paper's 150 voxels at
    ~0.74 mm), planned by nnU-Net and `nnunet_ppm plan`, trained with PPMTrainer_debug. A plumbing
    budget: its labels mean nothing, but its time per ROI is that of the PPM network at this spacing;
-4. `nnunet_ppm localize --atlases [--mass-search]` on the --cases CTs: seconds per CT, and the recall figure: the
-   fraction of reference kidneys found whose ROI (the model's window around the kidney box, as
-   predict-ct crops it) holds >= 99% of their kidney + tumor voxels (:mod:`nnunet_ppm.whole_ct.recall`);
-5. `nnunet_ppm predict-ct --boxes` (step 4's boxes) on the first --predict-cases CTs (-device,
-   default cpu; CRF and largest component on): seconds per CT besides localisation.
+4. `nnunet_ppm localize --atlases [--mass-search] --registration-seed S` on the --cases CTs, once per
+   seed S of --registration-seeds: seconds per CT, and the recall figure: the fraction of reference
+   kidneys found whose ROI (the model's window around the kidney box, as predict-ct crops it) holds
+   >= 99% of their kidney + tumor voxels (:mod:`nnunet_ppm.whole_ct.recall`). Over several seeds:
+   per kidney the smallest and the median share over the seeds, and how many kidneys are held in
+   every seed (registration is deterministic for one seed; the seeds show how much recall owes to
+   the draw of the metric's samples);
+5. `nnunet_ppm predict-ct --boxes` (step 4's boxes of the first seed) on the first --predict-cases
+   CTs (-device, default cpu; CRF and largest component on): seconds per CT besides localisation.
+   --predict-cases 0 skips it and the ROI model (the window is then ROI_SIZE / ROI_MARGIN).
 
-`--record` appends the table to benchmarks/RESULTS.md.
+Each seed's boxes are kept in WORK/boxes_seed<S>.json and reused by a later run with the same --work
+(delete them after changing the localiser); WORK/recall_seeds.json holds every kidney's share per seed.
+`--record` appends the tables to benchmarks/RESULTS.md.
 """
 import argparse
 import json
@@ -29,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 from statistics import median
+from typing import Dict, List
 
 import SimpleITK as sitk
 import torch
@@ -41,12 +50,13 @@ from nnunet_runs import TinyDataset, command_env, run_command  # noqa: E402
 from whole_ct_cases import painted_source  # noqa: E402
 
 from nnunet_ppm.dataset_conversion.convert import convert_dataset  # noqa: E402
+from nnunet_ppm.dataset_conversion.roi import RoiWindow, parse_in_plane_size, parse_length  # noqa: E402
 from nnunet_ppm.localization.atlas_localizer import DEFAULT_KIDNEY_MARGIN_MM  # noqa: E402
 from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer  # noqa: E402
 from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM  # noqa: E402
 from nnunet_ppm.localization.localizer import ct_cases  # noqa: E402
 from nnunet_ppm.whole_ct.predict_ct import roi_window_of  # noqa: E402
-from nnunet_ppm.whole_ct.recall import roi_recall  # noqa: E402
+from nnunet_ppm.whole_ct.recall import KidneyRecall, roi_recall  # noqa: E402
 from nnunet_ppm.whole_ct.rois import rois_for  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("NNUNET_PPM_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -96,14 +106,54 @@ def painted_datasets(labels_dir: Path, args, env: dict):
     return root / "source_atlases", raw / f"Dataset{ATLAS_ID}_KiTS19", raw / f"Dataset{TARGET_ID}_KiTS19"
 
 
+def localise(targets: Path, root: Path, seed: int, args, env: dict) -> Path:
+    """`nnunet_ppm localize` of the target CTs with registration seed `seed`; an earlier run's boxes are reused."""
+    boxes = root / f"boxes_seed{seed}.json"
+    if boxes.is_file():
+        print(f"reusing {boxes}", flush=True)
+        return boxes
+    run_command(["nnunet_ppm", "localize", "-i", targets / "imagesTr", "-o", boxes, "--atlases", root / "atlases",
+                 "--mass-search", args.mass_search, "--registration-seed", seed, "--disable_progress_bar"], env)
+    return boxes
+
+
+def recall_of(boxes: Path, targets: Path, window: RoiWindow) -> List[KidneyRecall]:
+    """The recall of every reference kidney of the target CTs by the ROIs around the kidney boxes in `boxes`."""
+    localizer, recalls = BoxesLocalizer(boxes), []
+    for ct in ct_cases(targets / "imagesTr"):
+        rois = rois_for(localizer.locate(ct), ct.image, window)
+        reference = sitk.ReadImage(str(targets / "labelsTr" / f"{ct.case_id}.nii.gz"))
+        recalls += roi_recall(ct.case_id, reference, {roi.side: roi.box for roi in rois})
+    return recalls
+
+
+def share(recall: KidneyRecall) -> float:
+    """The kidney's share inside its ROI; 0 when no ROI of its side was found."""
+    return recall.fraction if recall.found else 0.0
+
+
+def spread_over_seeds(per_seed: Dict[int, List[KidneyRecall]]) -> Dict[str, List[float]]:
+    """{"case side": [share per seed, in seed order]}; every seed must have seen the same kidneys."""
+    shares: Dict[str, List[float]] = {}
+    for recalls in per_seed.values():
+        for r in recalls:
+            shares.setdefault(f"{r.case} {r.side}", []).append(share(r))
+    if any(len(values) != len(per_seed) for values in shares.values()):
+        raise SystemExit("the seeds' runs saw different reference kidneys")
+    return shares
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--atlas-cases", type=int, default=8, help="CTs the atlases are chosen from (default 8)")
     parser.add_argument("--atlases", type=int, default=8, help="atlases (default 8, as the paper)")
     parser.add_argument("--cases", type=int, default=20, help="CTs to localise (default 20)")
-    parser.add_argument("--predict-cases", type=int, default=5, help="of these, CTs to segment (default 5)")
+    parser.add_argument("--predict-cases", type=int, default=5,
+                        help="of these, CTs to segment (default 5; 0: no ROI model, no predict-ct)")
     parser.add_argument("--spacing", type=float, default=2.0, help="paint CTs at >= this spacing, mm (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="which label maps are chosen")
+    parser.add_argument("--registration-seeds", type=int, nargs="+", default=[0], metavar="S",
+                        help="localise once per registration seed (default: 0)")
     parser.add_argument("--mass-search", type=float, default=DEFAULT_SEARCH_MM,
                         help=f"localize's --mass-search, mm (default {DEFAULT_SEARCH_MM:g}; 0: no mass growth)")
     parser.add_argument("-device", default="cpu", choices=("cpu", "cuda"))
@@ -115,10 +165,12 @@ def main() -> None:
     labels_dir = SHARED_DATA / "kits19-labels"
     if not labels_dir.is_dir():
         raise SystemExit(f"real KiTS19 labels not found at {labels_dir} (set NNUNET_PPM_SHARED_DATA)")
-    table = Table(["CTs localised", "CT size (median voxels)", "kidneys", "found, ROI >= 99%", "recall",
-                   "min fraction", "localisation s/CT (median, max)", "CTs segmented",
-                   "predict-ct --boxes s/CT (wall / CTs)", "per CT: crop + ROI prediction + paste, s (mean)",
-                   "ROI sizes (voxels)"])
+    seeds = args.registration_seeds
+    table = Table(["CTs localised", "CT size (median voxels)", "kidneys", "registration seeds",
+                   "found, ROI >= 99%, per seed", "ROI >= 99% in every seed", "recall (every seed)",
+                   "smallest share (min over kidneys and seeds)", "per-kidney median share, smallest",
+                   "localisation s/CT (median, max)", "CTs segmented", "predict-ct --boxes s/CT (wall / CTs)",
+                   "per CT: crop + ROI prediction + paste, s (mean)", "ROI sizes (voxels)"])
     with tempfile.TemporaryDirectory() as temporary:
         root = args.work or Path(temporary)
         env = command_env(root)
@@ -126,53 +178,72 @@ def main() -> None:
         if not (root / "atlases").is_dir():
             run_command(["nnunet_ppm", "atlas", "build", "-d", atlas_raw, "-o", root / "atlases", "-n", args.atlases,
                          "--disable_progress_bar"], env)
-        model = roi_model(atlas_source, env)
-        window = roi_window_of(model.results("PPMTrainer_debug", "nnUNetPPMPlans"))
+        if args.predict_cases:
+            model = roi_model(atlas_source, env)
+            window = roi_window_of(model.results("PPMTrainer_debug", "nnUNetPPMPlans"))
+        else:
+            window = RoiWindow(parse_in_plane_size(ROI_SIZE), parse_length(ROI_MARGIN))
 
-        boxes = root / "boxes.json"
-        run_command(["nnunet_ppm", "localize", "-i", targets / "imagesTr", "-o", boxes, "--atlases", root / "atlases",
-                     "--mass-search", args.mass_search, "--disable_progress_bar"], env)
-        localized = json.loads(boxes.read_text(encoding="utf-8"))["cases"]
-        localizer, recalls, shapes = BoxesLocalizer(boxes), [], []
-        for ct in ct_cases(targets / "imagesTr"):
-            rois = rois_for(localizer.locate(ct), ct.image, window)
-            reference = sitk.ReadImage(str(targets / "labelsTr" / f"{ct.case_id}.nii.gz"))
-            recalls += roi_recall(ct.case_id, reference, {roi.side: roi.box for roi in rois})
-            shapes.append(sitk.GetArrayViewFromImage(ct.image).shape)
-        held = [r for r in recalls if r.found and r.fraction >= MIN_FRACTION]
-        for r in recalls:
-            if r not in held:
-                print(f"  missed: {r.case} {r.side}: found {r.found}, {r.fraction:.3f} of its voxels in its ROI")
+        localized, per_seed = {}, {}
+        for seed in seeds:
+            boxes = localise(targets, root, seed, args, env)
+            localized[seed] = json.loads(boxes.read_text(encoding="utf-8"))["cases"]
+            per_seed[seed] = recall_of(boxes, targets, window)
+        shares = spread_over_seeds(per_seed)
+        (root / "recall_seeds.json").write_text(json.dumps({"seeds": seeds, "shares": shares}, indent=1) + "\n")
+        shapes = [sitk.GetArrayViewFromImage(ct.image).shape for ct in ct_cases(targets / "imagesTr")]
+        for kidney, values in shares.items():
+            if min(values) < MIN_FRACTION:
+                print(f"  below {MIN_FRACTION:g} in some seed: {kidney}: "
+                      + ", ".join(f"seed {seed} {value:.3f}" for seed, value in zip(seeds, values)), flush=True)
 
-        subset = root / "predict_cts"
-        subset.mkdir(exist_ok=True)
-        for case in sorted(localized)[: args.predict_cases]:
-            link = subset / f"{case}_0000.nii.gz"
-            if not link.exists():
-                link.symlink_to(targets / "imagesTr" / link.name)
-        out = root / "predicted"
-        start = time.perf_counter()
-        run_command(["nnunet_ppm", "predict-ct", "-i", subset, "-o", out, "-d", ROI_ID, "-c", "3d_fullres",
-                     "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans", "-f", "0", "-device", args.device,
-                     "-npp", "1", "-nps", "1", "--boxes", boxes, "--disable_progress_bar"], model.env)
-        wall = time.perf_counter() - start
-        reports = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(out.glob("*.json"))]
-        roi_sizes = ["x".join(map(str, (stop - start for start, stop in roi["box"]))) for r in reports for roi in r["rois"]]
+        reports, wall, roi_sizes = [], 0.0, []
+        if args.predict_cases:
+            boxes = root / f"boxes_seed{seeds[0]}.json"
+            subset = root / "predict_cts"
+            subset.mkdir(exist_ok=True)
+            for case in sorted(localized[seeds[0]])[: args.predict_cases]:
+                link = subset / f"{case}_0000.nii.gz"
+                if not link.exists():
+                    link.symlink_to(targets / "imagesTr" / link.name)
+            out = root / "predicted"
+            start = time.perf_counter()
+            run_command(["nnunet_ppm", "predict-ct", "-i", subset, "-o", out, "-d", ROI_ID, "-c", "3d_fullres",
+                         "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans", "-f", "0", "-device", args.device,
+                         "-npp", "1", "-nps", "1", "--boxes", boxes, "--disable_progress_bar"], model.env)
+            wall = time.perf_counter() - start
+            reports = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(out.glob("*.json"))]
+            roi_sizes = ["x".join(map(str, (stop - start for start, stop in roi["box"])))
+                         for r in reports for roi in r["rois"]]
 
-    mean = lambda values: sum(values) / len(values)  # noqa: E731
-    localisation = [entry["seconds"] for entry in localized.values()]
+    mean = lambda values: sum(values) / len(values) if values else float("nan")  # noqa: E731
+    held_per_seed = [sum(share(r) >= MIN_FRACTION for r in per_seed[seed]) for seed in seeds]
+    held_always = sum(min(values) >= MIN_FRACTION for values in shares.values())
+    localisation = [entry["seconds"] for cases in localized.values() for entry in cases.values()]
     steps = ("cropping", "roi_prediction", "paste_and_write")
-    row = [str(len(localized)), "x".join(str(int(median(axis))) for axis in zip(*shapes)), str(len(recalls)),
-           str(len(held)), f"{len(held) / len(recalls):.3f}", f"{min(r.fraction for r in recalls):.4f}",
-           f"{median(localisation):.1f}, {max(localisation):.1f}", str(len(reports)), f"{wall / len(reports):.1f}",
-           " + ".join(f"{mean([r['seconds'][step] for r in reports]):.1f}" for step in steps), ", ".join(roi_sizes)]
+    row = [str(len(shapes)), "x".join(str(int(median(axis))) for axis in zip(*shapes)), str(len(shares)),
+           " ".join(map(str, seeds)), ", ".join(map(str, held_per_seed)), str(held_always),
+           f"{held_always / len(shares):.3f}", f"{min(min(values) for values in shares.values()):.4f}",
+           f"{min(median(values) for values in shares.values()):.4f}",
+           f"{median(localisation):.1f}, {max(localisation):.1f}", str(len(reports)),
+           f"{wall / len(reports):.1f}" if reports else "-",
+           " + ".join(f"{mean([r['seconds'][step] for r in reports]):.1f}" for step in steps) if reports else "-",
+           ", ".join(roi_sizes) or "-"]
     table.add(row)
+    unstable = Table(["kidney", *[f"share, seed {seed}" for seed in seeds], "min", "median"])
+    for kidney, values in shares.items():
+        if min(values) < MIN_FRACTION:
+            unstable.add([kidney, *[f"{value:.3f}" for value in values], f"{min(values):.3f}", f"{median(values):.3f}"])
     if args.record:
-        table.record(f"Whole CT (benchmarks/whole_ct.py --seed {args.seed}: {args.atlases} atlases from "
+        table.record(f"Whole CT (benchmarks/whole_ct.py --seed {args.seed} --registration-seeds "
+                     f"{' '.join(map(str, seeds))}: {args.atlases} atlases from "
                      f"{args.atlas_cases} other CTs, kidney margin {DEFAULT_KIDNEY_MARGIN_MM:g} mm, mass search "
                      f"{args.mass_search:g} mm, CTs painted onto "
                      f"KiTS19 labels at >= {args.spacing:g} mm, ROI window {ROI_SIZE}, ROI model PPMTrainer_debug)",
                      torch.device(args.device))
+        if unstable.rows:
+            unstable.record(f"Whole CT, kidneys below {MIN_FRACTION:g} in some registration seed (same run)",
+                            torch.device(args.device))
 
 
 if __name__ == "__main__":

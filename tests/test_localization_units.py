@@ -13,6 +13,7 @@ from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer
 from nnunet_ppm.localization.fusion import fuse_kidneys, majority_vote
 from nnunet_ppm.localization.localizer import CtCase, ct_cases, grow_box
 from nnunet_ppm.localization.low_resolution import low_resolution_grid, resample_mask
+from nnunet_ppm.localization.registration import RegistrationSettings, single_threaded_itk
 
 
 def _image(shape, spacing=(0.8, 0.8, 2.5), direction=None, origin=(10.0, -20.0, 5.0)):
@@ -100,6 +101,29 @@ def test_resample_mask_keeps_volume_and_place():
     centre = lambda image: np.asarray(image.TransformContinuousIndexToPhysicalPoint(  # noqa: E731
         np.argwhere(sitk.GetArrayViewFromImage(image) > 0).mean(0)[::-1].tolist()))
     assert np.allclose(centre(low), centre(mask), atol=2.0)
+
+
+def test_registration_seed_zero_is_not_itks_wall_clock_and_both_seeds_are_recorded():
+    assert sitk.sitkWallClock == 0, "ITK reads a sampling seed of 0 as: seed from the clock"
+    assert RegistrationSettings().metric_sampling_seed == 1
+    described = RegistrationSettings(seed=7).describe()
+    assert (described["seed"], described["metric_sampling_seed"], described["threads_per_registration"]) == (7, 8, 1)
+    for seed in (-1, 2 ** 32 - 1):
+        with pytest.raises(ValueError, match="registration seed"):
+            RegistrationSettings(seed=seed)
+
+
+def test_single_threaded_itk_restores_the_thread_count_after_an_error():
+    original = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(3)
+    try:
+        with pytest.raises(RuntimeError):
+            with single_threaded_itk():
+                assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+                raise RuntimeError("registration failed")
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(original)
 
 
 def test_grow_box_clips_to_the_image():

@@ -1,8 +1,10 @@
 """Whole CTs end to end, on synthetic CTs painted onto real KiTS19 label maps (skipped without them).
 
 Atlases built from other CTs find every kidney and its ROI holds >= 99% of it;
-`nnunet_ppm localize` and `predict-ct` run as commands; the pasted-back label map
-equals the ROI predictions inside the boxes and is background outside.
+localising a CT again, in worker processes or in this process with another number
+of ITK threads, gives the same boxes, labels and confidences; `nnunet_ppm localize`
+and `predict-ct` run as commands; the pasted-back label map equals the ROI
+predictions inside the boxes and is background outside.
 """
 import json
 from types import SimpleNamespace
@@ -28,6 +30,7 @@ TARGET_CASES = ("case_00009", "case_00013")
 # in mm, as the paper's 150 x 150 voxels are at its 0.59-0.74 mm pixels (the test CTs have 3 mm pixels)
 WINDOW = RoiWindow((Length(110, "mm"), Length(110, "mm")), Length(10, "mm"))
 ITERATIONS = 20  # affine iterations per level: enough here, and quick
+SEED = 3
 
 
 @pytest.fixture(scope="module")
@@ -65,18 +68,47 @@ def test_atlases_of_other_cts_find_every_kidney_and_its_roi_holds_99_percent_of_
         assert all(0 < kidney.confidence <= 1 for kidney in localization.kidneys)
 
 
+def _localised_with_itk_threads(localizer, ct, threads):
+    """`localizer` on `ct`, with ITK's process-wide default number of threads set to `threads` meanwhile."""
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    try:
+        found = localizer.locate(ct).to_json()
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+    del found["seconds"]
+    return found
+
+
+def test_localising_a_ct_again_with_other_workers_and_threads_gives_identical_boxes_labels_and_confidences(whole_cts):
+    atlases = load_atlases(whole_cts.atlases)
+    settings = RegistrationSettings(affine_iterations=ITERATIONS, seed=0)
+    ct = ct_cases(whole_cts.images)[0]
+    in_workers = AtlasLocalizer(atlases, settings, num_workers=2).locate(ct).to_json()
+    del in_workers["seconds"]
+    in_process = AtlasLocalizer(atlases, settings, num_workers=1)
+    one_thread = _localised_with_itk_threads(in_process, ct, 1)
+    three_threads = _localised_with_itk_threads(in_process, ct, 3)
+    assert [k["side"] for k in one_thread["kidneys"]] == ["right", "left"]
+    assert one_thread == three_threads, "one and three ITK threads in this process"
+    assert one_thread == in_workers, "one thread in this process and two worker processes"
+
+
 @pytest.fixture(scope="module")
 def localized(whole_cts):
     """`nnunet_ppm localize --atlases` on the painted CTs: the JSON it wrote."""
     out = whole_cts.root / "boxes.json"
     run_command(["nnunet_ppm", "localize", "-i", whole_cts.images, "-o", out, "--atlases", whole_cts.atlases,
-                 "--registration-iterations", ITERATIONS, "--disable_progress_bar"], command_env(whole_cts.root))
+                 "--registration-iterations", ITERATIONS, "--registration-seed", SEED, "--registration-workers", 2,
+                 "--disable_progress_bar"], command_env(whole_cts.root))
     return out
 
 
 def test_localize_reports_boxes_confidence_and_time_and_reads_its_own_output_back(whole_cts, localized):
     report = json.loads(localized.read_text())
     assert report["localizer"]["kind"] == "atlas" and report["localizer"]["atlas_names"] == list(ATLAS_CASES)
+    registration = report["localizer"]["registration"]
+    assert (registration["seed"], registration["metric_sampling_seed"]) == (SEED, SEED + 1), "ITK's 0 is the clock"
     assert sorted(report["cases"]) == list(TARGET_CASES)
     for case, entry in report["cases"].items():
         assert [k["side"] for k in entry["kidneys"]] == ["right", "left"]

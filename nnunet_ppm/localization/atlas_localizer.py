@@ -11,15 +11,27 @@ off). In benchmarks/whole_ct.py (three runs of 20 CTs, README "Whole CTs"),
 the ROIs held >= 99% of 116 of 117 kidneys' voxels with the mass growth and
 of 112 without it. An atlas that fails to register is left out and named in
 the notes.
+
+The same CT, atlases and settings give the same boxes, labels and
+confidences: each registration is seeded from ``settings.seed`` and runs on
+one thread (:mod:`.registration`), and the atlases are registered in
+`num_workers` worker processes whose results are fused in atlas order, so the
+number of workers and threads changes the time, never the result. Another
+seed draws other metric samples and may move a registration by several mm;
+the fused box does not follow one atlas (:mod:`.fusion`: a voxel counts
+where two supporting atlases agree), and benchmarks/whole_ct.py
+``--registration-seeds`` measures how much recall still depends on the seed.
 """
 import math
-from typing import List, Tuple
+import multiprocessing
+import weakref
+from typing import List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ppm.dataset_conversion.roi import Box
-from nnunet_ppm.localization.atlas_set import AtlasSet
+from nnunet_ppm.localization.atlas_set import Atlas, AtlasSet
 from nnunet_ppm.localization.fusion import fuse_kidneys
 from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM, grow_to_kidney_mass
 from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney
@@ -49,6 +61,15 @@ def region_box(region: np.ndarray, grid: sitk.Image, image: sitk.Image) -> Box:
     return tuple(box)
 
 
+def register_and_warp(job: Tuple[RegistrationTarget, Atlas, RegistrationSettings]) -> Tuple[Optional[np.ndarray], str]:
+    """One atlas registered to the CT: (its warped side-coded kidneys, "") or (None, why it failed)."""
+    target, atlas, settings = job
+    try:
+        return warp_sides(atlas, register_atlas(target, atlas, settings), target), ""
+    except RegistrationError as error:
+        return None, str(error)
+
+
 class AtlasLocalizer(KidneyLocalizer):
     """Kidneys from atlases registered to the CT, fused by majority vote.
 
@@ -58,32 +79,49 @@ class AtlasLocalizer(KidneyLocalizer):
         kidney_margin_mm: see :class:`~.localizer.KidneyLocalizer`.
         mass_search_mm: how far a box may grow to the kidney's enhancing mass
             (:func:`~.kidney_mass.grow_to_kidney_mass`); 0 turns the growth off.
+        num_workers: worker processes registering atlases at once (1: in this process); the result
+            does not depend on it. The workers start with the first CT and serve every later one.
     """
 
     name = "atlas"
 
     def __init__(self, atlas_set: AtlasSet, settings: RegistrationSettings = RegistrationSettings(),
-                 kidney_margin_mm: float = DEFAULT_KIDNEY_MARGIN_MM, mass_search_mm: float = DEFAULT_SEARCH_MM):
+                 kidney_margin_mm: float = DEFAULT_KIDNEY_MARGIN_MM, mass_search_mm: float = DEFAULT_SEARCH_MM,
+                 num_workers: int = 1):
         super().__init__(kidney_margin_mm)
         if mass_search_mm < 0:
             raise ValueError(f"mass_search_mm must be >= 0, got {mass_search_mm}")
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         self.atlas_set = atlas_set
         self.registration = settings
         self.mass_search_mm = mass_search_mm
+        self.num_workers = num_workers
+        self._pool, self._finalizer = None, None
 
     def settings(self) -> dict:
         return {"atlases": str(self.atlas_set.folder), "atlas_names": [a.name for a in self.atlas_set.atlases],
                 "spacing_mm": self.atlas_set.spacing_mm, "registration": self.registration.describe(),
                 "mass_search_mm": self.mass_search_mm}
 
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()  # terminates the worker processes
+        self._pool, self._finalizer = None, None
+
     def warped_atlases(self, target: RegistrationTarget) -> Tuple[List[np.ndarray], List[str]]:
         """Every atlas's side-coded kidneys on the CT's low-resolution grid, and notes on atlases that failed."""
-        warped, notes = [], []
-        for atlas in self.atlas_set.atlases:
-            try:
-                warped.append(warp_sides(atlas, register_atlas(target, atlas, self.registration), target))
-            except RegistrationError as error:
-                notes.append(f"left out: {error}")
+        jobs = [(target, atlas, self.registration) for atlas in self.atlas_set.atlases]
+        workers = min(self.num_workers, len(jobs))
+        if workers <= 1:
+            results = [register_and_warp(job) for job in jobs]
+        else:
+            if self._pool is None:
+                self._pool = multiprocessing.get_context("spawn").Pool(workers)
+                self._finalizer = weakref.finalize(self, self._pool.terminate)
+            results = self._pool.map(register_and_warp, jobs, chunksize=1)
+        warped = [kidneys for kidneys, _ in results if kidneys is not None]
+        notes = [f"left out: {failure}" for kidneys, failure in results if kidneys is None]
         return warped, notes
 
     def find(self, ct: CtCase) -> Tuple[List[LocatedKidney], List[str]]:

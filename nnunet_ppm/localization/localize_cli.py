@@ -7,7 +7,10 @@ CTS holds CTs in nnU-Net's naming (CASE_0000.nii.gz). The JSON has one entry
 per CT (``kidneys`` with ``side``, ``kidney_box`` and ``confidence``;
 ``seconds``; ``confidence``; ``notes``) and can be edited and given back to
 ``localize`` or ``predict-ct`` with ``--boxes``. A CT without kidneys found is
-listed with no kidneys and a note.
+listed with no kidneys and a note. ``localizer`` records the settings; with
+--atlases its ``registration.seed`` (--registration-seed) makes the run
+repeatable: the same CTs, atlases and seed give the same JSON apart from
+``seconds``, whatever --registration-workers and the number of threads.
 """
 import argparse
 import json
@@ -33,8 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def localize_all(localizer: KidneyLocalizer, cases, progress: bool = True) -> List[Localization]:
-    """Localise every CT, with a progress bar."""
-    return [localizer.locate(case) for case in tqdm(cases, desc="localising", unit="CT", disable=not progress)]
+    """Localise every CT, with a progress bar; the localiser's workers are released at the end."""
+    try:
+        return [localizer.locate(case) for case in tqdm(cases, desc="localising", unit="CT", disable=not progress)]
+    finally:
+        localizer.close()
 
 
 def summary_line(localization: Localization) -> str:

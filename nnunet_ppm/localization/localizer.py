@@ -128,6 +128,9 @@ class KidneyLocalizer(ABC):
     def describe(self) -> dict:
         return {"kind": self.name, "kidney_margin_mm": self.kidney_margin_mm, **self.settings()}
 
+    def close(self) -> None:
+        """Release what the localiser keeps between CTs (worker processes); it starts them again when used again."""
+
     def locate(self, ct: CtCase) -> Localization:
         """Find the kidneys of one CT, timed; "no kidney found" is a note, not an error.
 

@@ -1,5 +1,6 @@
 """Command-line options that choose and set up a kidney localiser (shared by `localize` and `predict-ct`)."""
 import argparse
+import os
 
 import torch
 
@@ -9,6 +10,7 @@ from nnunet_ppm.localization.localizer import KidneyLocalizer
 from nnunet_ppm.localization.registration import RegistrationSettings
 
 DEFAULT_ITERATIONS = RegistrationSettings().affine_iterations
+DEFAULT_SEED = RegistrationSettings().seed
 
 
 def add_localizer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +26,12 @@ def add_localizer_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--registration-iterations", type=int, default=DEFAULT_ITERATIONS,
                        help=f"affine iterations per resolution level (--atlases; default {DEFAULT_ITERATIONS})")
     group.add_argument("--deformable", action="store_true", help="add B-spline refinement (--atlases)")
+    group.add_argument("--registration-seed", type=int, default=DEFAULT_SEED, metavar="SEED",
+                       help="seeds the registration metric's random sampling; the same seed gives the same boxes "
+                            f"(--atlases; default {DEFAULT_SEED})")
+    group.add_argument("--registration-workers", type=int, default=None, metavar="N",
+                       help="worker processes registering atlases at once, one thread each; does not change the "
+                            "boxes (--atlases; default: one per CPU core)")
     group.add_argument("--mass-search", type=float, default=DEFAULT_SEARCH_MM, metavar="MM",
                        help="grow each atlas kidney box up to this far to the enhancing kidney + tumor mass in the CT "
                             f"(--atlases; default {DEFAULT_SEARCH_MM:g}; 0: off)")
@@ -39,9 +47,11 @@ def localizer_from_args(args: argparse.Namespace, device: torch.device) -> Kidne
     if args.atlases:
         from nnunet_ppm.localization.atlas_localizer import AtlasLocalizer
         from nnunet_ppm.localization.atlas_set import load_atlases
-        settings = RegistrationSettings(affine_iterations=args.registration_iterations, deformable=args.deformable)
+        settings = RegistrationSettings(affine_iterations=args.registration_iterations, deformable=args.deformable,
+                                        seed=args.registration_seed)
         margin = DEFAULT_KIDNEY_MARGIN_MM if args.kidney_margin is None else args.kidney_margin
-        return AtlasLocalizer(load_atlases(args.atlases), settings, margin, args.mass_search)
+        workers = args.registration_workers or os.cpu_count() or 1
+        return AtlasLocalizer(load_atlases(args.atlases), settings, margin, args.mass_search, workers)
     margin = args.kidney_margin or 0.0
     if args.coarse_model:
         from nnunet_ppm.localization.nnunet_localizer import NnunetLocalizer

@@ -25,9 +25,20 @@ previous one ended, all on :func:`~.low_resolution.registration_intensities`:
 
 :func:`register_atlas` returns one transform per side; :func:`warp_sides`
 lays each kidney over the CT with its own.
+
+Determinism: the sampled steps draw their metric samples from ITK's random
+generator seeded with ``settings.seed + 1`` (:attr:`RegistrationSettings.metric_sampling_seed`;
+ITK's seed 0 means "seed from the wall clock"), and every step runs on one
+thread (:func:`single_threaded_itk`): a multi-threaded metric adds up per-thread
+partial sums, whose rounding depends on how the voxels were split, which moves
+the optimum by up to ~1.5 mm. One atlas registered twice, with any number of
+threads in the process, gives the same transform to the last bit; speed comes
+from registering several atlases at once in worker processes
+(:class:`~.atlas_localizer.AtlasLocalizer`).
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Iterator, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -37,6 +48,7 @@ from nnunet_ppm.localization.low_resolution import (body_centre, physical_extent
                                                     resample_ct)
 
 MIN_CROP_VOXELS = 8  # the affine step needs some CT around the atlas (and room for its shrink factors)
+MAX_ITK_SEED = 2 ** 32 - 1  # ITK seeds are 32-bit unsigned; metric_sampling_seed = seed + 1 must fit
 
 class RegistrationError(Exception):
     """An atlas could not be registered to a CT."""
@@ -59,6 +71,7 @@ class RegistrationSettings:
         deformable: add the B-spline step.
         bspline_mesh_size: B-spline control mesh (per axis) over the cropped CT.
         bspline_iterations: L-BFGS-B iterations of the B-spline step.
+        seed: seeds the metric's random sampling (:attr:`metric_sampling_seed`); >= 0.
     """
 
     affine_iterations: int = 50
@@ -76,8 +89,18 @@ class RegistrationSettings:
     bspline_iterations: int = 20
     seed: int = 0
 
+    def __post_init__(self):
+        if not 0 <= self.seed < MAX_ITK_SEED:
+            raise ValueError(f"the registration seed must be in 0..{MAX_ITK_SEED - 1}, got {self.seed}")
+
+    @property
+    def metric_sampling_seed(self) -> int:
+        """The seed ITK's sampler gets: `seed` + 1, since ITK reads 0 as "seed from the wall clock"."""
+        return self.seed + 1
+
     def describe(self) -> dict:
-        return {name: (list(value) if isinstance(value, tuple) else value) for name, value in vars(self).items()}
+        fields = {name: (list(value) if isinstance(value, tuple) else value) for name, value in vars(self).items()}
+        return {**fields, "metric_sampling_seed": self.metric_sampling_seed, "threads_per_registration": 1}
 
 
 @dataclass
@@ -95,13 +118,28 @@ class RegistrationTarget:
         return cls(image, sitk.BinShrink(image, [settings.search_shrink] * 3), body_centre(low_res))
 
 
+@contextmanager
+def single_threaded_itk() -> Iterator[None]:
+    """Inside: ITK runs every filter, registration and metric on one thread (the process-wide default).
+
+    Setting the registration method's own thread count is not enough: its metric
+    still splits the voxels over ITK's global default number of threads.
+    """
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 def _metric(settings: RegistrationSettings, sampled: bool) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(settings.histogram_bins)
     method.SetInterpolator(sitk.sitkLinear)
     if sampled:
         method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
+        method.SetMetricSamplingPercentage(settings.sampling_fraction, settings.metric_sampling_seed)
     return method
 
 
@@ -191,20 +229,24 @@ def refine_kidney(target: RegistrationTarget, atlas: Atlas, side: str, transform
 
 
 def register_atlas(target: RegistrationTarget, atlas: Atlas, settings: RegistrationSettings) -> Dict[str, sitk.Transform]:
-    """All steps: per side, the transform mapping CT points to atlas points. Raises RegistrationError when it fails."""
-    try:
-        offset = search_translation(target, atlas, settings)
-        fixed = _crop_around(target.image, atlas.registration_image, sitk.TranslationTransform(3, offset.tolist()),
-                             settings.crop_margin_mm)
-        affine = register_affine(fixed, atlas, offset, settings)
-        transforms = {}
-        for side in SIDE_CODES:
-            transforms[side] = refine_kidney(target, atlas, side, affine, settings)
-            if settings.deformable:
-                transforms[side] = register_deformable(fixed, atlas, transforms[side], settings)
-    except RuntimeError as error:  # SimpleITK reports failures (e.g. no overlap left) as RuntimeError
-        raise RegistrationError(f"atlas {atlas.name}: {str(error).strip().splitlines()[-1]}") from error
-    return transforms
+    """All steps, on one thread: per side, the transform mapping CT points to atlas points.
+
+    Raises RegistrationError when it fails.
+    """
+    with single_threaded_itk():
+        try:
+            offset = search_translation(target, atlas, settings)
+            fixed = _crop_around(target.image, atlas.registration_image, sitk.TranslationTransform(3, offset.tolist()),
+                                 settings.crop_margin_mm)
+            affine = register_affine(fixed, atlas, offset, settings)
+            transforms = {}
+            for side in SIDE_CODES:
+                transforms[side] = refine_kidney(target, atlas, side, affine, settings)
+                if settings.deformable:
+                    transforms[side] = register_deformable(fixed, atlas, transforms[side], settings)
+        except RuntimeError as error:  # SimpleITK reports failures (e.g. no overlap left) as RuntimeError
+            raise RegistrationError(f"atlas {atlas.name}: {str(error).strip().splitlines()[-1]}") from error
+        return transforms
 
 
 def warp_sides(atlas: Atlas, transforms: Dict[str, sitk.Transform], target: RegistrationTarget) -> np.ndarray:

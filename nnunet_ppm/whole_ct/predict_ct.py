@@ -59,14 +59,17 @@ def localise_and_crop(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
                       roi_ending: str, progress: bool = True) -> List[CtRecord]:
     """Step 1: find each CT's kidneys and write its ROI crops into `roi_folder` (nnU-Net input naming)."""
     records = []
-    for ct in tqdm(cases, desc="localising and cropping", unit="CT", disable=not progress):
-        localization = localizer.locate(ct)
-        start = time.perf_counter()
-        rois = rois_for(localization, ct.image, window)
-        write_roi_images(ct.image, rois, roi_folder, roi_ending)
-        records.append(CtRecord(ct, localization, rois, {"localization": round(localization.seconds, 3),
-                                                         "cropping": round(time.perf_counter() - start, 3)}))
-        del ct.image  # read again when pasting; holding every CT would fill the memory
+    try:
+        for ct in tqdm(cases, desc="localising and cropping", unit="CT", disable=not progress):
+            localization = localizer.locate(ct)
+            start = time.perf_counter()
+            rois = rois_for(localization, ct.image, window)
+            write_roi_images(ct.image, rois, roi_folder, roi_ending)
+            records.append(CtRecord(ct, localization, rois, {"localization": round(localization.seconds, 3),
+                                                             "cropping": round(time.perf_counter() - start, 3)}))
+            del ct.image  # read again when pasting; holding every CT would fill the memory
+    finally:
+        localizer.close()  # its worker processes are not needed while the ROIs are predicted
     return records
 
 
