@@ -239,7 +239,8 @@ def main() -> None:
                      f"{' '.join(map(str, seeds))}: {args.atlases} atlases from "
                      f"{args.atlas_cases} other CTs, kidney margin {DEFAULT_KIDNEY_MARGIN_MM:g} mm, mass search "
                      f"{args.mass_search:g} mm, CTs painted onto "
-                     f"KiTS19 labels at >= {args.spacing:g} mm, ROI window {ROI_SIZE}, ROI model PPMTrainer_debug)",
+                     f"KiTS19 labels at >= {args.spacing:g} mm, ROI window {ROI_SIZE}, "
+                     + ("ROI model PPMTrainer_debug)" if args.predict_cases else "no ROI model: --predict-cases 0)"),
                      torch.device(args.device))
         if unstable.rows:
             unstable.record(f"Whole CT, kidneys below {MIN_FRACTION:g} in some registration seed (same run)",
