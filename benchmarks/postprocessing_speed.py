@@ -1,17 +1,28 @@
 """Benchmark: dense CRF backends and largest component per case, at ROI size and at whole-CT size.
 
     python benchmarks/postprocessing_speed.py                         # ROI 200x150x150 and a whole CT
-    python benchmarks/postprocessing_speed.py --record                # append the table to benchmarks/RESULTS.md
+    python benchmarks/postprocessing_speed.py --record                # append the tables to benchmarks/RESULTS.md
     python benchmarks/postprocessing_speed.py --probabilities uncertain   # every voxel uncertain (worst case)
+    python benchmarks/postprocessing_speed.py --mean-field-only --probabilities network uncertain crafted \
+        --noise 0 10 20 30 --record                                   # the CRF per input kind and image noise
 
 Cases come from nnU-Net-ppm's synthetic CT generator (preset "full": 512 x 512
 voxels of 0.6-0.9 mm); the ROI is 200 x 150 x 150 voxels around one kidney.
 Probabilities imitate a network: per class, a softmax of ``sharpness * (blurred
 one-hot - 0.5)`` plus smooth noise - confident inside organs, uncertain at
 their borders ("network"); or the blurred one-hot plus strong voxel noise
-("uncertain"), where no voxel is certain.
+("uncertain"), where no voxel is certain. "crafted": an ellipsoid kidney with a
+spherical tumor on its surface filling the ROI (one HU per tissue) and the
+"uncertain" probabilities of its labels. ``--noise`` adds Gaussian noise of that
+many HU to the CT (seeded), before the HU window.
 
-Rows: CRF mean field on the whole ROI (the issue's measure: 3 labels, 5
+First table: the CRF mean field on the whole ROI, one row per input kind x
+image noise: torch and pydensecrf seconds (each in a fresh process), their
+ratio and the agreement of the labels. Its probabilities are imitated on the
+ROI's labels (the other table's on the whole CT's).
+
+Second table (not with ``--mean-field-only``; the first probability kind and
+noise level): CRF mean field on the whole ROI (the issue's measure: 3 labels, 5
 iterations), ``dense_crf`` on the ROI and on the whole CT (foreground boxes,
 blocks), the largest component (ROI rule on the ROI, per-side rule on the
 CT), and the throughput of ``dense_crf`` (torch backend) over several ROI
@@ -42,8 +53,12 @@ from results import Table  # benchmarks/ is not a package: the script's folder i
 ROI_SHAPE = (200, 150, 150)
 
 
-def synthetic_case(seed: int, uncertainty: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Tuple[float, ...]]:
-    """(CT in HU, labels, probabilities (3, ...) float32, spacing) of a whole synthetic CT with two kidneys."""
+CRAFTED_SPACING = (0.8, 0.7, 0.7)
+HU_BY_LABEL = (-80.0, 180.0, 90.0)  # fat, enhancing kidney, tumor (arterial phase)
+
+
+def synthetic_ct(seed: int) -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...]]:
+    """(CT in HU, labels 0-2, spacing) of a whole synthetic CT with two kidneys."""
     from nnunet_ppm.dataset_conversion.synthesize import synthesize_case
 
     index = seed
@@ -52,8 +67,23 @@ def synthetic_case(seed: int, uncertainty: str) -> Tuple[np.ndarray, np.ndarray,
         if ct.shape[0] >= ROI_SHAPE[0]:  # thin slices: room for the ROI
             break
         index += 1
-    label = np.where(label == 3, 1, label).astype(np.uint8)
-    return ct.astype(np.float32), label, imitated_probabilities(label, spacing, seed, uncertainty), spacing
+    return ct.astype(np.float32), np.where(label == 3, 1, label).astype(np.uint8), spacing
+
+
+def crafted_roi() -> Tuple[np.ndarray, np.ndarray]:
+    """(CT in HU without noise, labels) of a ROI_SHAPE ellipsoid kidney with a spherical tumor on its surface."""
+    z, y, x = np.meshgrid(*[(np.arange(n) - n / 2) * s for n, s in zip(ROI_SHAPE, CRAFTED_SPACING)], indexing="ij")
+    label = np.zeros(ROI_SHAPE, np.uint8)
+    label[(z / 55) ** 2 + (y / 35) ** 2 + (x / 28) ** 2 <= 1] = 1
+    label[(z - 15) ** 2 + (y - 20) ** 2 + (x - 12) ** 2 <= 18 ** 2] = 2
+    return np.asarray(HU_BY_LABEL, np.float32)[label], label
+
+
+def with_noise(ct: np.ndarray, noise_hu: float, seed: int) -> np.ndarray:
+    """The CT plus Gaussian noise of ``noise_hu`` HU (float32; the CT itself when 0)."""
+    if noise_hu == 0:
+        return ct
+    return (ct + np.random.default_rng(seed).normal(0, noise_hu, ct.shape)).astype(np.float32)
 
 
 def imitated_probabilities(label: np.ndarray, spacing, seed: int, uncertainty: str = "network") -> np.ndarray:
@@ -121,6 +151,44 @@ def seconds_per_case_in_workers(workers: int, cases: int, probabilities, image, 
         return (time.perf_counter() - start) / cases
 
 
+def shape_text(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def agreement(labels: np.ndarray, reference: np.ndarray, argmax: np.ndarray) -> Tuple[str, str]:
+    """Fraction of labels equal to the reference's, overall and where the reference changed the argmax."""
+    changed = reference != argmax
+    on_changed = f"{np.mean(labels[changed] == reference[changed]):.4f}" if changed.any() else "-"
+    return f"{np.mean(labels == reference):.5f}", on_changed
+
+
+def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int) -> Table:
+    """Table: torch and pydensecrf mean field on the whole ROI for every input kind x image noise."""
+    table = Table(["input", "image noise HU", "voxels", "torch s", "pydensecrf s", "pydensecrf / torch",
+                   "agreement with pydensecrf", "agreement where pydensecrf changed the argmax",
+                   "voxels pydensecrf changed"])
+    for kind in kinds:
+        if kind == "crafted":
+            clean_ct, roi_label = crafted_roi()
+            roi_spacing, probability_kind = CRAFTED_SPACING, "uncertain"
+        else:
+            clean_ct, roi_label = np.ascontiguousarray(ct[roi]), np.ascontiguousarray(label[roi])
+            roi_spacing, probability_kind = spacing, kind
+        probabilities = imitated_probabilities(roi_label, roi_spacing, seed, probability_kind)
+        argmax = probabilities.argmax(0)
+        for noise_hu in noise_levels:
+            image = with_noise(clean_ct, noise_hu, seed)
+            seconds, labels = {}, {}
+            for backend in ("torch", "pydensecrf"):
+                measured = in_fresh_process(mean_field, backend, probabilities, image, roi_spacing)
+                seconds[backend], labels[backend] = measured["wall"], measured["result"]
+            table.add([kind, f"{noise_hu:g}", shape_text(image.shape), f"{seconds['torch']:.2f}",
+                       f"{seconds['pydensecrf']:.2f}", f"{seconds['pydensecrf'] / seconds['torch']:.1f}",
+                       *agreement(labels["torch"], labels["pydensecrf"], argmax),
+                       str(int((labels["pydensecrf"] != argmax).sum()))])
+    return table
+
+
 def largest_component(labels, lr_axis):
     return keep_largest_component(labels) if lr_axis is None else keep_largest_component_per_side(labels, lr_axis)
 
@@ -128,23 +196,43 @@ def largest_component(labels, lr_axis):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backends", nargs="+", default=["pydensecrf", "torch"])
-    parser.add_argument("--probabilities", choices=("network", "uncertain"), default="network")
+    parser.add_argument("--probabilities", nargs="+", choices=("network", "uncertain", "crafted"),
+                        default=["network"], help="input kinds of the mean-field table (the other table: the first)")
+    parser.add_argument("--noise", nargs="+", type=float, default=[0.0],
+                        help="image noise levels in HU of the mean-field table (the other table: the first)")
+    parser.add_argument("--mean-field-only", action="store_true", help="only the mean-field table")
     parser.add_argument("--no-whole-ct", action="store_true", help="only the ROI rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, os.cpu_count()],
                         help="worker-process counts for the parallel-cases rows (none: skip them)")
     parser.add_argument("--parallel-cases", type=int, default=4, help="ROI cases per parallel-cases row")
-    parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
+    parser.add_argument("--note", default="", help="added to the recorded titles (e.g. an uncommitted change)")
     args = parser.parse_args()
 
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.mean_field_only and set(args.probabilities) == {"crafted"}:
+        ct = label = roi = spacing = None
+    else:
+        ct, label, spacing = synthetic_ct(args.seed)
+        roi = kidney_roi(label)
+    mean_field_table = mean_field_per_input(args.probabilities, args.noise, ct, label, roi, spacing, args.seed)
+    if args.record:
+        mean_field_table.record("CRF mean field per input kind and image noise (benchmarks/postprocessing_speed.py, "
+                                f"{shape_text(ROI_SHAPE)} ROI, 3 labels, 5 iterations, one CPU thread each"
+                                f"{args.note})", device)
+    if args.mean_field_only:
+        return
+    kind, noise_hu = args.probabilities[0], args.noise[0]
+    if kind == "crafted":
+        raise SystemExit("the per-step table needs a synthetic CT: put network or uncertain first")
+    ct = with_noise(ct, noise_hu, args.seed)
+    probabilities = imitated_probabilities(label, spacing, args.seed, kind)
     table = Table(["step", "size", "voxels", "backend", "wall s", "CPU s", "process max RSS GiB",
                    "agreement with pydensecrf", "agreement where pydensecrf changed the argmax"])
-    ct, label, probabilities, spacing = synthetic_case(args.seed, args.probabilities)
-    roi = kidney_roi(label)
     roi_p, roi_ct = np.ascontiguousarray(probabilities[(slice(None), *roi)]), np.ascontiguousarray(ct[roi])
-    shape_text = lambda shape: "x".join(map(str, shape))  # noqa: E731
     print(f"whole CT {shape_text(ct.shape)} at {spacing} mm, ROI {shape_text(roi_ct.shape)}, "
-          f"probabilities: {args.probabilities}", flush=True)
+          f"probabilities: {kind}, image noise {noise_hu:g} HU", flush=True)
 
     reference = {}
     argmax = {"ROI": roi_p.argmax(0), "CT": probabilities.argmax(0)}
@@ -158,11 +246,9 @@ def main() -> None:
             labels = measured["result"]
             key = (what, size)
             reference.setdefault(key, labels)
-            changed = reference[key] != argmax[size]
-            agreement = f"{np.mean(labels == reference[key]):.5f}"
-            on_changed = f"{np.mean(labels[changed] == reference[key][changed]):.4f}" if changed.any() else "-"
             table.add([what, size, shape_text(inputs[1].shape), backend, f"{measured['wall']:.2f}",
-                       f"{measured['cpu']:.2f}", f"{measured['rss_gib']:.2f}", agreement, on_changed])
+                       f"{measured['cpu']:.2f}", f"{measured['rss_gib']:.2f}",
+                       *agreement(labels, reference[key], argmax[size])])
     component_runs = [("largest component", "ROI", argmax["ROI"].astype(np.uint8), None)]
     if not args.no_whole_ct:
         axial_identity = (1, 0, 0, 0, 1, 0, 0, 0, 1)  # synthesize_case's canonical order: x is array axis 2
@@ -179,9 +265,9 @@ def main() -> None:
                    shape_text(roi_ct.shape), "torch", f"{seconds:.2f} per case", "-", "-", "-", "-"])
 
     if args.record:
-        table.record(f"Post-processing per case (benchmarks/postprocessing_speed.py, {args.probabilities} "
-                     f"probabilities, spacing {tuple(round(s, 2) for s in spacing)} mm)",
-                     torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        table.record(f"Post-processing per case (benchmarks/postprocessing_speed.py, {kind} probabilities, "
+                     f"image noise {noise_hu:g} HU, spacing {tuple(round(s, 2) for s in spacing)} mm"
+                     f"{args.note})", device)
 
 if __name__ == "__main__":
     main()

@@ -2,302 +2,271 @@
 
 Same model, normalisation and update as pydensecrf (``crf_pydensecrf``):
 symmetric kernel normalisation, Potts messages, ``Q = softmax(-U + sum_k w_k
-K~_k Q)``. Only the Gaussian filtering differs: instead of a permutohedral
-lattice, each kernel is applied by splat - blur - slice on a regular grid
-whose cell is one kernel width (mm in space, HU in intensity; the bilateral
-grid of Paris & Durand). Values are spread linearly to the neighbouring grid
-nodes, the grid is blurred with a Gaussian of sqrt(2/3) cells (linear
-spreading and reading add the missing 1/3 cell^2 of variance), and read back
-linearly.
+K~_k Q)``, every voxel updated in every iteration (parallel updates), the unary
+at full resolution. Only the Gaussian filtering differs: instead of a
+permutohedral lattice, each kernel is applied by splat - blur - slice on a
+regular grid whose cell is one kernel width (mm in space, HU in intensity; the
+bilateral grid of Paris & Durand). Values are spread linearly to the
+neighbouring grid nodes, the grid is blurred with a Gaussian of sqrt(2/3)
+cells (linear spreading and reading add the missing 1/3 cell^2 of variance),
+and read back linearly (``crf_grid``). Blocks where few voxels can change
+their label (confident probabilities) go to ``crf_torch_active_set``, which
+updates only those; on the others (uncertain probabilities, the worst case)
+its cost approaches 3-4x this module's. Here the kernels, >= 3 mm wide and so
+several voxels, are computed on grids at (a fraction of) their width, and only
+the per-voxel update runs at full resolution, at the same cost on every input:
 
-What makes it fast:
-
-* active set - a voxel whose best unary energy beats every other by more than
-  ``w_s + w_a + FROZEN_MARGIN`` cannot change its label (normalised messages
-  differ by at most about one per unit of kernel weight); it keeps its initial
-  marginals (error below e^-FROZEN_MARGIN) but still sends messages. Only the
-  other voxels are updated and read, so iterations cost in proportion to the
-  uncertain voxels.
-* separable spreading - linear spreading is a product of 1-D spreads, and
-  along a spatial axis a 1-D spread is a (voxels x nodes) matrix. The leading
-  spatial axes are therefore spread and read by matrix products, and only the
-  trailing axes point by point, at their 2^s grid corners: the smoothness
-  kernel takes z and y by matrix products and x by points (2 corners per
-  voxel), the appearance kernel z by a matrix product and (y, intensity, x) by
-  points (8 corners per voxel instead of 16 on its 4-D grid). The frozen
-  voxels of the smoothness kernel go through matrix products alone, and its
-  normalisation is a product of 1-D vectors.
-* the appearance kernel is wide in space (several voxels per cell), so the
-  frozen voxels are splatted from a sub-lattice with at least
-  ``SAMPLES_PER_SIGMA`` samples per kernel width, each weighted by the voxels
-  it stands for (a quadrature of the same sum).
-* one CPU thread (``CPU_THREADS``): the work is gathers, scatters and
-  element-wise passes over 1e5-1e7 values, which a second thread hardly
-  speeds up and, on a machine that other processes share, slows down several
-  times (each parallel region waits for a descheduled thread). Cases run in
-  parallel processes instead (``nnunet_ppm predict -nps``).
+* one pass over the voxels per iteration, plane by plane along z: each voxel
+  reads its messages from the blurred grids, gets its new marginals, and
+  splats them into the next iteration's grids. Along z the grids' nodes are
+  reached plane by plane (two weighted adds or reads of a whole plane), along
+  y and x by matrix products on the grids, which are small; no
+  full-resolution array is allocated besides the unary terms and the
+  appearance bins (page faults on fresh memory cost as much as the work).
+* smoothness kernel (space only): a voxel plane is added to (read from) its
+  two z nodes as a whole, so it needs no per-voxel indexing; the symmetric
+  normalisation is a product of 1-D vectors, folded into the tents.
+* appearance kernel (space and intensity): a voxel's intensity places it
+  between two intensity nodes of its own, which whole planes cannot share.
+  Each voxel is therefore binned once: into a cell of a fine spatial lattice
+  (``CELL_FRACTION`` of the spatial width per side, 2-3 voxels here; the
+  nearest cell) and linearly between its two intensity nodes. Splat is one
+  scatter-add per label and intensity node into its plane's (y cells, x
+  cells, intensity nodes) histogram, slice one gather each; the fine cells
+  reach the kernel-width grid like voxels do above. Binning moves a voxel by
+  at most half a fine cell; the blur is narrowed by the variance this adds
+  (cell^2 / 12 on each side), so that the kernel keeps its width. Finer
+  cells agree better with pydensecrf and cost more (larger histograms): on
+  the benchmark's "network" ROI, 1/3 of the width got 94 % and 1/5 95.5 % of
+  the labels pydensecrf changes (benchmarks/RESULTS.md, issue 17 section).
+* the update works on logits minus the background's, so only the
+  foreground labels are carried; the softmax is shifted by each voxel's
+  highest logit only when an exp could overflow (``EXP_SAFE``).
+* one CPU thread (``CPU_THREADS``): the work is gathers, scatters, element-wise
+  passes and small matrix products, which a second thread hardly speeds up
+  and, on a machine that other processes share, slows down several times
+  (each parallel region waits for a descheduled thread). Cases run in
+  parallel processes instead (``nnunet_ppm predict -nps``). With one thread
+  the scatter-adds and sums run in a fixed order: the same input gives the
+  same labels, whatever torch's thread setting. On the CPU the pass goes over
+  chunks of about ``CHUNK_VOXELS`` voxels (whole planes of fine cells), so
+  that temporaries stay in cache; on the GPU over all voxels at once.
 """
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from nnunet_ppm.postprocessing.argmax import argmax_labels
+from nnunet_ppm.postprocessing.crf_grid import BLUR_STD_CELLS, PAD, along, blur_matrix, node_count, tent_matrix
 from nnunet_ppm.postprocessing.crf_params import CRFParams
+from nnunet_ppm.postprocessing.crf_torch_active_set import frozen_voxels, mean_field_active_set
 
-PAD = 2                        # empty grid cells on each side (room for the blur)
-BLUR_STD_CELLS = math.sqrt(2.0 / 3.0)
-BLUR_RADIUS = 2
-FROZEN_MARGIN = 5.0
-SAMPLES_PER_SIGMA = 4
+ACTIVE_SET_FRACTION = 0.1      # at most this fraction of changeable voxels: crf_torch_active_set instead
+EXP_SAFE = 80.0                # exp of up to this (times the labels) stays finite in float32
+CELL_FRACTION = 0.2            # appearance kernel: fine cell side over the spatial width
 CPU_THREADS = 1
-CHUNK_POINTS = 2 ** 17
+CHUNK_VOXELS = 2 ** 16
 
 
-def _chunks(count: int) -> Iterator[slice]:
-    return (slice(start, min(start + CHUNK_POINTS, count)) for start in range(0, count, CHUNK_POINTS))
+def _foreground_marginals(differences: torch.Tensor, shift: bool) -> torch.Tensor:
+    """Marginals of the foreground labels from their logits minus the background's, (labels - 1, points), in place.
 
-
-def _node_count(coords_max: float) -> int:
-    return int(math.floor(coords_max)) + PAD + 2
-
-
-def _tent_matrix(coords: torch.Tensor, nodes: int) -> torch.Tensor:
-    """(points, nodes) linear-interpolation weights of 1-D grid coordinates."""
-    lower = coords.floor().long()
-    frac = coords - lower
-    matrix = torch.zeros((coords.numel(), nodes), device=coords.device)
-    rows = torch.arange(coords.numel(), device=coords.device)
-    matrix[rows, lower] = 1 - frac
-    matrix[rows, lower + 1] = frac
-    return matrix
-
-
-def _blur_matrix(nodes: int, device: torch.device) -> torch.Tensor:
-    offsets = torch.arange(nodes, device=device, dtype=torch.float32)
-    distance = offsets[:, None] - offsets[None, :]
-    matrix = torch.exp(-distance ** 2 / (2 * BLUR_STD_CELLS ** 2))
-    return matrix * (distance.abs() <= BLUR_RADIUS)
-
-
-def _along(values: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.Tensor:
-    """Apply ``matrix`` (new, old) along dimension ``dim`` of ``values``, as one batched matrix product."""
-    shape = values.shape
-    if dim == values.dim() - 1:
-        result = values.reshape(-1, shape[dim]) @ matrix.T
+    The softmax over (0, differences). ``shift``: subtract each point's highest logit first, which is
+    needed only where an exp could overflow (differences beyond ``EXP_SAFE``).
+    """
+    if shift:
+        highest = differences[0].clamp_min(0)
+        for row in differences[1:]:
+            torch.maximum(highest, row, out=highest)
+        differences.sub_(highest)
+        denominator = highest.neg_().exp_()                      # the background's term
     else:
-        result = torch.matmul(matrix, values.reshape(math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1:])))
-    return result.reshape(*shape[:dim], matrix.shape[0], *shape[dim + 1:])
+        denominator = torch.ones_like(differences[0])
+    differences.exp_()
+    for row in differences:
+        denominator += row
+    return differences.div_(denominator)
 
 
-def _class_sum(values: torch.Tensor) -> torch.Tensor:
-    """Sum over the (few) classes of a (classes, points) tensor, as element-wise additions of rows."""
-    total = values[0].clone()
-    for row in values[1:]:
-        total += row
-    return total
-
-
-def _softmax_over_classes(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over dimension 0 of (classes, points), in place, by element-wise passes over rows."""
-    highest = logits[0].clone()
-    for row in logits[1:]:
+def _labels(differences: torch.Tensor) -> torch.Tensor:
+    """uint8 argmax over (0, differences) of (labels - 1, points) logit differences; ties go to the lower label."""
+    labels = differences[0].gt(0).to(torch.uint8)
+    highest = differences[0].clamp_min(0)
+    for label, row in enumerate(differences[1:], start=2):
+        labels.masked_fill_(row > highest, label)
         torch.maximum(highest, row, out=highest)
-    logits.sub_(highest).exp_()
-    return logits.div_(_class_sum(logits))
+    return labels
 
 
-class _Points:
-    """Points spread onto, or read from, an intermediate array at the 2^s corners of their scatter axes.
+class _PlaneTent:
+    """Linear spreading between the planes of the first spatial axis and the grid's nodes along it.
 
-    ``base`` is each point's flat index in the intermediate array at its lower corner; a corner
-    adds a fixed offset (a shifted view of the array, no index arithmetic) and has one linear
-    weight per point. Points are processed in chunks of ``CHUNK_POINTS``, so that temporaries
-    stay small (in cache, and reused rather than freshly mapped by the allocator).
+    Each plane (a voxel plane, or a plane of fine cells) has its lower node and two weights; the
+    mean field adds each plane's values to its two nodes (splat) and reads them back (slice)
+    while it passes over the planes, so that no full-resolution array goes through a matrix product.
     """
 
-    def __init__(self, base: torch.Tensor, fractions: Sequence[torch.Tensor], strides: Sequence[int]):
-        self.base = base
-        self.offsets, weights = [], []
-        for corner in range(2 ** len(strides)):
-            bits = [(corner >> axis) & 1 for axis in range(len(strides))]
-            self.offsets.append(sum(bit * stride for bit, stride in zip(bits, strides)))
-            weight = None
-            for bit, fraction in zip(bits, fractions):
-                factor = fraction if bit else 1 - fraction
-                weight = factor if weight is None else weight * factor
-            weights.append(weight)
-        self.weights = torch.stack(weights)                                          # (corners, points)
+    def __init__(self, tent: torch.Tensor):
+        self.nodes = tent.shape[1]
+        lower = tent.ne(0).int().argmax(1).tolist()          # the first node with a weight
+        self.pairs = [(node, float(tent[plane, node]), float(tent[plane, node + 1]))
+                      for plane, node in enumerate(lower)]
 
-    def chunks(self) -> Iterator[slice]:
-        return _chunks(self.base.numel())
+    def add(self, grid: torch.Tensor, plane: int, values: torch.Tensor) -> None:
+        """Add (channels, *plane shape) ``values`` of ``plane`` to its nodes of ``grid`` (channels, nodes, ...)."""
+        node, lower_weight, upper_weight = self.pairs[plane]
+        grid[:, node].add_(values, alpha=lower_weight)
+        grid[:, node + 1].add_(values, alpha=upper_weight)
 
-    def scatter_chunk(self, array: torch.Tensor, values: torch.Tensor, chunk: slice) -> None:
-        """Add (channels, chunk) values of the points in ``chunk`` to their corners in ``array`` (channels, size)."""
-        base, weights = self.base[chunk], self.weights[:, chunk]
-        for offset, weight in zip(self.offsets, weights):
-            for channel, channel_values in enumerate(values):       # 1-D views: no copy of the array
-                array[channel, offset:].index_add_(0, base, channel_values * weight)
-
-    def gather_chunk(self, array: torch.Tensor, chunk: slice) -> torch.Tensor:
-        """(channels, chunk): the linear interpolation of ``array`` (channels, size) at the points in ``chunk``."""
-        base, weights = self.base[chunk], self.weights[:, chunk]
-        result = torch.zeros((array.shape[0], base.numel()), device=array.device)
-        for offset, weight in zip(self.offsets, weights):
-            for channel, channel_result in enumerate(result):
-                channel_result.addcmul_(array[channel, offset:].index_select(0, base), weight)
-        return result
-
-    def scatter(self, values: torch.Tensor, size: int, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(channels, points) values, times ``scale`` (1, points) if given -> (channels, size), spread to corners."""
-        array = torch.zeros((values.shape[0], size), device=values.device)
-        for chunk in self.chunks():
-            self.scatter_chunk(array, values[:, chunk] if scale is None else values[:, chunk] * scale[:, chunk], chunk)
-        return array
-
-    def gather(self, array: torch.Tensor) -> torch.Tensor:
-        """(channels, size) -> (channels, points): the linear interpolation at each point."""
-        result = torch.empty((array.shape[0], self.base.numel()), device=array.device)
-        for chunk in self.chunks():
-            result[:, chunk] = self.gather_chunk(array, chunk)
-        return result
+    def read(self, grid: torch.Tensor, plane: int, out: torch.Tensor) -> torch.Tensor:
+        """``grid`` (channels, nodes, ...) interpolated at ``plane``, into ``out`` (channels, *plane shape)."""
+        node, lower_weight, upper_weight = self.pairs[plane]
+        torch.mul(grid[:, node], lower_weight, out=out)
+        return out.add_(grid[:, node + 1], alpha=upper_weight)
 
 
-class _SeparableGrid:
-    """A grid with one cell per kernel width on every feature axis, reached through an intermediate array.
+def _blur_grid(grid: torch.Tensor, tents: Sequence[torch.Tensor], blurs: Sequence[torch.Tensor],
+               out: torch.Tensor) -> torch.Tensor:
+    """Splat along the axes after the first (``tents``, from dimension 2), blur every axis, slice back into ``out``."""
+    for dim, tent in enumerate(tents, start=2):
+        grid = along(grid, tent.T, dim)
+    for dim, blur in enumerate(blurs, start=1):
+        grid = along(grid, blur, dim)
+    for dim, tent in enumerate(tents, start=2):
+        grid = along(grid, tent, dim, out=out if dim == len(tents) + 1 else None)
+    return out
 
-    The grid's axes are the leading spatial axes (spread by their tent matrices) followed by the
-    scatter axes (spread point by point). The intermediate array has the voxels of the leading axes
-    and the nodes of the scatter axes: points are scattered into it, matrix products take it to the
-    grid (splat), and back (slice).
+
+class _SmoothnessFilter:
+    """Normalised spatial Gaussian ``n_i sum_j K(i, j) n_j v_j`` of values given plane by plane along z.
+
+    The grid has the nodes along z and the voxels along y and x (reached by matrix products); the
+    normalisation ``n`` is a product of 1-D vectors, folded into the tents.
     """
 
-    def __init__(self, leading_tents: Sequence[torch.Tensor], scatter_nodes: Sequence[int], device: torch.device):
-        self.leading_tents = list(leading_tents)
-        self.intermediate_shape = [t.shape[0] for t in self.leading_tents] + list(scatter_nodes)
-        self.blur_matrices = [_blur_matrix(n, device) for n in [t.shape[1] for t in self.leading_tents] + list(scatter_nodes)]
-        self.size = math.prod(self.intermediate_shape)
-        self.strides = [math.prod(self.intermediate_shape[axis + 1:]) for axis in range(len(self.intermediate_shape))]
+    def __init__(self, shape: Sequence[int], spacing: Sequence[float], sigma_mm: float, device: torch.device):
+        coords = [torch.arange(n, device=device, dtype=torch.float32) * (s / sigma_mm) + PAD
+                  for n, s in zip(shape, spacing)]
+        tents = [tent_matrix(c, node_count(c[-1].item())) for c in coords]
+        self.blurs = [blur_matrix(t.shape[1], device) for t in tents]
+        axis_filters = [t @ b @ t.T for t, b in zip(tents, self.blurs)]
+        axis_norms = [f.sum(1).clamp_min(1e-20).rsqrt() for f in axis_filters]
+        self.axis_totals = [n * (f @ n) for n, f in zip(axis_norms, axis_filters)]
+        tents = [n[:, None] * t for n, t in zip(axis_norms, tents)]             # normalisation folded in
+        self.z = _PlaneTent(tents[0])
+        self.in_plane_tents = tents[1:]
+        self.grid_shape = (self.z.nodes, *shape[1:])
 
-    def points(self, leading_index: Sequence[torch.Tensor], scatter_coords: Sequence[torch.Tensor]) -> _Points:
-        """Points at the given voxel indices along the leading axes and grid coordinates along the scatter axes."""
-        base = torch.zeros_like(leading_index[0])
-        for index, stride in zip(leading_index, self.strides):
-            base += index * stride
-        fractions = []
-        for coords, stride in zip(scatter_coords, self.strides[len(self.leading_tents):]):
-            lower = coords.floor()
-            base += lower.long() * stride
-            fractions.append(coords - lower)
-        return _Points(base, fractions, self.strides[len(self.leading_tents):])
+    def normalised_total(self, planes: range) -> torch.Tensor:
+        """``n_i sum_j K(i, j) n_j`` of the voxels of ``planes``, flat."""
+        z, y, x = self.axis_totals
+        return (z[planes.start:planes.stop, None, None] * y[None, :, None] * x[None, None, :]).reshape(-1)
 
-    def to_grid(self, intermediate: torch.Tensor) -> torch.Tensor:
-        """(channels, *intermediate_shape) -> (channels, *grid shape)."""
-        for axis, tent in enumerate(self.leading_tents):
-            intermediate = _along(intermediate, tent.T, axis + 1)
-        return intermediate
+    def splat(self, grid: torch.Tensor, planes: range, values: torch.Tensor) -> None:
+        """Add (channels, voxels of ``planes``) values to ``grid`` (channels, *grid_shape)."""
+        values = values.view(values.shape[0], len(planes), *self.grid_shape[1:])
+        for index, plane in enumerate(planes):
+            self.z.add(grid, plane, values[:, index])
 
-    def to_intermediate(self, grid: torch.Tensor) -> torch.Tensor:
-        """(channels, *grid shape) -> (channels, size): the grid read at every voxel of the leading axes."""
-        for axis, tent in enumerate(self.leading_tents):
-            grid = _along(grid, tent, axis + 1)
-        return grid.reshape(grid.shape[0], -1)
+    def blur(self, grid: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return _blur_grid(grid, self.in_plane_tents, self.blurs, out)
 
-    def splat(self, values: torch.Tensor, points: _Points) -> torch.Tensor:
-        return self.to_grid(points.scatter(values, self.size).view(values.shape[0], *self.intermediate_shape))
+    def read(self, grid: torch.Tensor, planes: range, out: torch.Tensor) -> torch.Tensor:
+        """Blurred ``grid`` read at the voxels of ``planes``, into ``out`` (channels, voxels of ``planes``)."""
+        view = out.view(out.shape[0], len(planes), *self.grid_shape[1:])
+        for index, plane in enumerate(planes):
+            self.z.read(grid, plane, view[:, index])
+        return out
 
-    def slice(self, grid: torch.Tensor, points: _Points) -> torch.Tensor:
-        return points.gather(self.to_intermediate(grid))
 
-    def blur(self, grid: torch.Tensor) -> torch.Tensor:
-        for axis, matrix in enumerate(self.blur_matrices):
-            grid = _along(grid, matrix, axis + 1)
+def _cell_tent(length: int, cell: int, spacing: float, sigma_mm: float, device: torch.device
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(voxel -> cell index, (cells, nodes) tent matrix of the cells' centres) along one axis of ``length`` voxels."""
+    starts = torch.arange(0, length, cell, device=device, dtype=torch.float32)
+    centres = (starts + (starts + cell).clamp_max(length) - 1) / 2
+    coords = centres * (spacing / sigma_mm) + PAD
+    voxel_cell = torch.div(torch.arange(length, device=device), cell, rounding_mode="floor")
+    return voxel_cell, tent_matrix(coords, node_count(coords[-1].item()))
+
+
+class _AppearanceFilter:
+    """Normalised Gaussian in space and intensity, through fine spatial cells x intensity nodes.
+
+    Voxels are binned into the (y cells, x cells, intensity nodes) histogram of their plane of fine
+    cells along z; the grid has the nodes along z and the fine cells along y and x. ``index`` is a
+    voxel's bin at its lower intensity node, counted from the first cell plane of its chunk;
+    ``weights`` (2, voxels) its normalisation times its linear weights at its lower and upper node.
+    """
+
+    def __init__(self, shape: Sequence[int], spacing: Sequence[float], sigma_mm: float, intensity: torch.Tensor,
+                 sigma_hu: float, chunk_voxels: int, device: torch.device):
+        cells = [max(1, round(CELL_FRACTION * sigma_mm / s)) for s in spacing]
+        voxel_cells, tents = zip(*[_cell_tent(n, c, s, sigma_mm, device) for n, c, s in zip(shape, cells, spacing)])
+        binning_variance = [(c * s / sigma_mm) ** 2 / 6 for c, s in zip(cells, spacing)]   # grid cells^2
+        self.blurs = [blur_matrix(t.shape[1], device, math.sqrt(BLUR_STD_CELLS ** 2 - v))
+                      for t, v in zip(tents, binning_variance)]
+        self.z = _PlaneTent(tents[0])
+        self.in_plane_tents = tents[1:]
+        plane_voxels, cell_planes = math.prod(shape[1:]), tents[0].shape[0]
+        per_chunk = max(1, chunk_voxels // (cells[0] * plane_voxels))      # planes of fine cells per chunk
+        self.chunks = []                                    # (fine-cell planes, voxel planes, flat voxel slice)
+        for start in range(0, cell_planes, per_chunk):
+            planes = range(start * cells[0], min((start + per_chunk) * cells[0], shape[0]))
+            self.chunks.append((range(start, min(start + per_chunk, cell_planes)), planes,
+                                slice(planes.start * plane_voxels, planes.stop * plane_voxels)))
+
+        self.weights = ((intensity - intensity.min()) / sigma_hu).expand(2, -1).contiguous()
+        lower = self.weights[0].floor()
+        intensity_nodes = int(lower.max().item()) + 2
+        self.blurs.append(blur_matrix(intensity_nodes, device))
+        self.plane_shape = (tents[1].shape[0], tents[2].shape[0], intensity_nodes)
+        self.grid_shape = (self.z.nodes, *self.plane_shape)
+        plane_bins = math.prod(self.plane_shape)
+        self.index = lower.long().view(shape)
+        self.index.add_(((voxel_cells[0] % per_chunk) * plane_bins)[:, None, None])
+        self.index.add_((voxel_cells[1] * (self.plane_shape[1] * intensity_nodes))[None, :, None])
+        self.index.add_((voxel_cells[2] * intensity_nodes)[None, None, :])
+        self.index = self.index.view(-1)
+        self.weights[1].sub_(lower)                             # fraction above the lower node
+        torch.sub(1, self.weights[1], out=self.weights[0])
+        density = self.blur(self.splat_all(torch.ones((1, intensity.numel()), device=device)))
+        for cells, _, chunk in self.chunks:
+            self.weights[:, chunk] *= self.read(density, cells, chunk).clamp_min_(1e-20).rsqrt_()
+
+    def splat(self, grid: torch.Tensor, cells: range, chunk: slice, values: torch.Tensor) -> None:
+        """Add (channels, voxels of ``chunk``) values of the fine-cell planes ``cells``, weighted, to ``grid``."""
+        index, weights = self.index[chunk], self.weights[:, chunk]
+        histogram = torch.zeros((values.shape[0], len(cells), *self.plane_shape), device=values.device)
+        for channel_histogram, channel_values in zip(histogram.view(values.shape[0], -1), values):
+            for node, weight in enumerate(weights):          # node 1: the same index in a view shifted by one
+                channel_histogram[node:].scatter_add_(0, index, channel_values * weight)
+        for position, cell in enumerate(cells):
+            self.z.add(grid, cell, histogram[:, position])
+
+    def splat_all(self, values: torch.Tensor) -> torch.Tensor:
+        """A new grid with (channels, voxels) values splatted."""
+        grid = torch.zeros((values.shape[0], *self.grid_shape), device=values.device)
+        for cells, _, chunk in self.chunks:
+            self.splat(grid, cells, chunk, values[:, chunk])
         return grid
 
+    def blur(self, grid: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return _blur_grid(grid, self.in_plane_tents, self.blurs, torch.empty_like(grid) if out is None else out)
 
-def _spatial_coords(shape: Sequence[int], spacing: Sequence[float], sigma_mm: float, device: torch.device):
-    """Grid coordinates (one cell per sigma) of every index along each array axis."""
-    return [torch.arange(n, device=device, dtype=torch.float32) * (s / sigma_mm) + PAD for n, s in zip(shape, spacing)]
-
-
-def _unravel(flat_index: torch.Tensor, shape: Sequence[int]) -> List[torch.Tensor]:
-    z = torch.div(flat_index, shape[1] * shape[2], rounding_mode="floor")
-    rest = flat_index - z * (shape[1] * shape[2])
-    y = torch.div(rest, shape[2], rounding_mode="floor")
-    return [z, y, rest - y * shape[2]]
-
-
-class _SmoothnessKernel:
-    """Spatial Gaussian on a (z, y, x) grid: z and y by matrix products, x by points; separable normalisation."""
-
-    def __init__(self, shape, spacing, sigma_mm: float, device: torch.device):
-        self.axis_coords = _spatial_coords(shape, spacing, sigma_mm, device)
-        node_counts = [_node_count(c[-1].item()) for c in self.axis_coords]
-        self.tents = [_tent_matrix(c, n) for c, n in zip(self.axis_coords, node_counts)]
-        self.grid = _SeparableGrid(self.tents[:2], node_counts[2:], device)
-        axis_filters = [t @ b @ t.T for t, b in zip(self.tents, [_blur_matrix(n, device) for n in node_counts])]
-        self.axis_norms = [(f.sum(1)).clamp_min(1e-20).rsqrt() for f in axis_filters]
-        self.axis_totals = [n * (f @ n) for n, f in zip(self.axis_norms, axis_filters)]
-
-    def points(self, position: List[torch.Tensor]) -> _Points:
-        return self.grid.points(position[:2], [self.axis_coords[2][position[2]]])
-
-    def norm(self, position: List[torch.Tensor]) -> torch.Tensor:
-        return math.prod(n[p] for n, p in zip(self.axis_norms, position))[None]
-
-    def normalised_total(self, position: List[torch.Tensor]) -> torch.Tensor:
-        return math.prod(t[p] for t, p in zip(self.axis_totals, position))[None]
-
-    def dense_norm(self) -> torch.Tensor:
-        z, y, x = self.axis_norms
-        return z[:, None, None] * y[None, :, None] * x[None, None, :]
-
-    def dense_splat(self, values: torch.Tensor) -> torch.Tensor:
-        """Splat (channels, Z, Y, X) values of every voxel with three matrix products."""
-        return self.grid.to_grid(_along(values, self.tents[2].T, 3))
-
-
-class _AppearanceKernel:
-    """Gaussian in space and intensity on a (z, y, intensity, x) grid: z by a matrix product, the rest by points."""
-
-    def __init__(self, shape, spacing, sigma_mm: float, intensity: torch.Tensor, sigma_hu: float,
-                 device: torch.device):
-        self.axis_coords = _spatial_coords(shape, spacing, sigma_mm, device)
-        self.intensity_coords = (intensity - intensity.min()) / sigma_hu + PAD
-        spatial_nodes = [_node_count(c[-1].item()) for c in self.axis_coords]
-        self.grid = _SeparableGrid([_tent_matrix(self.axis_coords[0], spatial_nodes[0])],
-                                   [spatial_nodes[1], _node_count(self.intensity_coords.max().item()), spatial_nodes[2]],
-                                   device)
-        self.sample_steps = [max(1, int(sigma_mm / s) // SAMPLES_PER_SIGMA) for s in spacing]
-
-    def points(self, flat_index: torch.Tensor, position: List[torch.Tensor]) -> _Points:
-        z, y, x = position
-        return self.grid.points([z], [self.axis_coords[1][y], self.intensity_coords[flat_index], self.axis_coords[2][x]])
-
-
-@dataclass
-class _KernelTerm:
-    """One pairwise kernel's part of the update, for the active voxels (``points``).
-
-    ``norm`` and ``normalised_total`` (1, active) are the symmetric normalisation of each active
-    voxel and its normalised kernel sum over all voxels; ``frozen_grid`` holds the frozen voxels'
-    normalised foreground marginals, splatted once.
-    """
-    weight: float
-    grid: _SeparableGrid
-    points: _Points
-    norm: torch.Tensor
-    normalised_total: torch.Tensor
-    frozen_grid: torch.Tensor
-
-    def received_sums(self, marginals: torch.Tensor) -> torch.Tensor:
-        """Blurred grid of all voxels' normalised foreground marginals, read back along the leading axes."""
-        intermediate = self.points.scatter(marginals[1:], self.grid.size, scale=self.norm)
-        sums = self.frozen_grid + self.grid.to_grid(intermediate.view(-1, *self.grid.intermediate_shape))
-        return self.grid.to_intermediate(self.grid.blur(sums))
+    def read(self, grid: torch.Tensor, cells: range, chunk: slice) -> torch.Tensor:
+        """(channels, voxels of ``chunk``): blurred ``grid`` read at the voxels of the fine-cell planes ``cells``."""
+        planes = torch.empty((grid.shape[0], len(cells), *self.plane_shape), device=grid.device)
+        for position, cell in enumerate(cells):
+            self.z.read(grid, cell, planes[:, position])
+        index, weights = self.index[chunk], self.weights[:, chunk]
+        result = torch.empty((grid.shape[0], index.numel()), device=grid.device)
+        for channel_planes, channel_result in zip(planes.view(grid.shape[0], -1), result):
+            torch.mul(channel_planes.index_select(0, index), weights[0], out=channel_result)
+            channel_result.addcmul_(channel_planes[1:].index_select(0, index), weights[1])
+        return result
 
 
 @contextmanager
@@ -318,74 +287,69 @@ def mean_field_torch(probabilities: np.ndarray, image: np.ndarray, spacing: Sequ
                      params: CRFParams) -> np.ndarray:
     """Dense CRF labels of one block with the PyTorch grid backend (GPU when available, else one CPU thread).
 
+    Blocks where at most ``ACTIVE_SET_FRACTION`` of the voxels can change their label (confident
+    probabilities) go to ``crf_torch_active_set``, whose cost follows those voxels; the others to
+    the pass over every voxel below, whose cost is the same on every input.
+
     Args, returns: as ``crf_pydensecrf.mean_field_pydensecrf``.
     """
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     with _cpu_threads(device, CPU_THREADS):
+        flat = torch.from_numpy(np.ascontiguousarray(probabilities)).to(device).reshape(probabilities.shape[0], -1)
+        if (~frozen_voxels(flat, params)).float().mean().item() <= ACTIVE_SET_FRACTION:
+            return mean_field_active_set(probabilities, image, spacing, params, device)
         return _mean_field(probabilities, image, spacing, params, device)
 
 
 def _mean_field(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[float], params: CRFParams,
                 device: torch.device) -> np.ndarray:
     shape = tuple(image.shape)
-    labels = argmax_labels(probabilities)
-    n_classes = probabilities.shape[0]
-    floor = params.unary_floor
-    probabilities = torch.from_numpy(np.ascontiguousarray(probabilities)).to(device).reshape(n_classes, -1)
-    frozen_gap = params.smoothness_weight + params.appearance_weight + FROZEN_MARGIN
-    threshold = probabilities.amax(0).clamp_(floor, 1.0).mul_(math.exp(-frozen_gap))
-    close_to_best = (threshold < floor).to(torch.uint8)       # a probability below the floor counts as the floor
-    for row in probabilities:
-        close_to_best += row > threshold
-    frozen = close_to_best == 1
-    active = torch.nonzero(~frozen).flatten()
-    del close_to_best, threshold
-    if active.numel() == 0:
-        return labels
-
-    frozen_foreground = probabilities[1:].clamp(floor, 1.0)      # softmax(-U): pydensecrf's starting marginals
-    frozen_foreground /= probabilities[0].clamp(floor, 1.0) + _class_sum(frozen_foreground)
-    frozen_foreground *= frozen
-    active_clipped = probabilities[:, active].clamp_(floor, 1.0)
-    unary = -active_clipped.log()
-    marginals = active_clipped.div_(_class_sum(active_clipped))
-    active_position = _unravel(active, shape)
-
-    smoothness = _SmoothnessKernel(shape, spacing, params.smoothness_sigma_mm, device)
-    smoothness_term = _KernelTerm(params.smoothness_weight, smoothness.grid, smoothness.points(active_position),
-                                  smoothness.norm(active_position), smoothness.normalised_total(active_position),
-                                  smoothness.dense_splat(frozen_foreground.view(-1, *shape) * smoothness.dense_norm()))
-
+    n_classes, voxels = probabilities.shape[0], image.size
+    if int(params.iterations) < 1:
+        return argmax_labels(probabilities)
+    smoothness = _SmoothnessFilter(shape, spacing, params.smoothness_sigma_mm, device)
     intensity = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device).reshape(-1)
-    appearance = _AppearanceKernel(shape, spacing, params.appearance_sigma_mm, intensity,
-                                   params.appearance_sigma_hu, device)
-    frozen_mask = frozen.view(shape)[tuple(slice(None, None, step) for step in appearance.sample_steps)]
-    lattice = torch.arange(frozen.numel(), device=device).view(shape)
-    lattice = lattice[tuple(slice(None, None, step) for step in appearance.sample_steps)][frozen_mask]
-    lattice_weight = float(math.prod(appearance.sample_steps))
-    lattice_points = appearance.points(lattice, _unravel(lattice, shape))
-    active_points = appearance.points(active, active_position)
-    grid = appearance.grid
-    density = grid.blur(grid.splat(torch.full((1, lattice.numel()), lattice_weight, device=device), lattice_points)
-                        + grid.splat(torch.ones((1, active.numel()), device=device), active_points))
-    lattice_norm = grid.slice(density, lattice_points).clamp_min(1e-20).rsqrt()
-    active_norm = grid.slice(density, active_points).clamp_min(1e-20).rsqrt()
-    frozen_sums = grid.splat(torch.cat([lattice_norm, lattice_norm * frozen_foreground[:, lattice]]) * lattice_weight,
-                             lattice_points)
-    total = grid.slice(grid.blur(frozen_sums[:1] + grid.splat(active_norm, active_points)), active_points)
-    appearance_term = _KernelTerm(params.appearance_weight, grid, active_points, active_norm, active_norm * total,
-                                  frozen_sums[1:])
-    del frozen_foreground, lattice_points, density, intensity
+    appearance = _AppearanceFilter(shape, spacing, params.appearance_sigma_mm, intensity,
+                                   params.appearance_sigma_hu, CHUNK_VOXELS if device.type == "cpu" else voxels, device)
+    appearance_totals = appearance.blur(appearance.splat_all(torch.ones((1, voxels), device=device)))
 
-    terms = (smoothness_term, appearance_term)
-    for _ in range(int(params.iterations)):
-        received = [term.received_sums(marginals) for term in terms]
-        for chunk in _chunks(active.numel()):
-            logits = -unary[:, chunk]
-            for term, sums in zip(terms, received):
-                messages = term.points.gather_chunk(sums, chunk).mul_(term.norm[:, chunk])
-                logits[1:] += term.weight * messages
-                logits[0] += term.weight * (term.normalised_total[0, chunk] - _class_sum(messages))
-            marginals[:, chunk] = _softmax_over_classes(logits)
-    labels.reshape(-1)[active.cpu().numpy()] = argmax_labels(marginals.cpu().numpy())
-    return labels
+    # Logits minus the background's: -U_l + U_0 + m_l - m_0, where the background's messages m_0 are the
+    # weighted normalised kernel sums over all voxels minus the foreground labels' messages. The
+    # starting marginals, softmax(-U), are splatted while the unary terms are set up.
+    probabilities = torch.from_numpy(np.ascontiguousarray(probabilities)).to(device).reshape(n_classes, voxels)
+    unary_differences = torch.empty((n_classes - 1, voxels), device=device)
+    downs = [torch.zeros((n_classes - 1, *f.grid_shape), device=device) for f in (smoothness, appearance)]
+    ups = [torch.empty_like(down) for down in downs]
+    largest_total = 0.0
+    for cells, planes, chunk in appearance.chunks:
+        clipped = probabilities[:, chunk].clamp(params.unary_floor, 1.0)
+        marginals = clipped[1:] / clipped.sum(0)
+        clipped.log_()
+        torch.sub(clipped[1:], clipped[0], out=unary_differences[:, chunk])
+        weighted_total = params.smoothness_weight * smoothness.normalised_total(planes)
+        weighted_total += params.appearance_weight * appearance.read(appearance_totals, cells, chunk)[0]
+        largest_total = max(largest_total, weighted_total.max().item())
+        unary_differences[:, chunk] -= weighted_total
+        smoothness.splat(downs[0], planes, marginals)
+        appearance.splat(downs[1], cells, chunk, marginals)
+    # A difference lies within the unary's (at most -log unary_floor) +- the voxel's weighted message sum.
+    shift = -math.log(params.unary_floor) + largest_total > EXP_SAFE - math.log(n_classes)
+    del appearance_totals
+    labels = torch.empty(voxels, dtype=torch.uint8, device=device)
+
+    for iteration in range(int(params.iterations)):
+        smoothness.blur(downs[0], ups[0]).mul_(params.smoothness_weight)
+        appearance.blur(downs[1], ups[1]).mul_(params.appearance_weight)
+        for down in downs:
+            down.zero_()
+        for cells, planes, chunk in appearance.chunks:
+            messages = appearance.read(ups[1], cells, chunk)
+            messages += smoothness.read(ups[0], planes, torch.empty_like(messages))
+            differences = messages.add_(messages.sum(0)).add_(unary_differences[:, chunk])
+            if iteration == int(params.iterations) - 1:
+                labels[chunk] = _labels(differences)
+                continue
+            marginals = _foreground_marginals(differences, shift)
+            smoothness.splat(downs[0], planes, marginals)
+            appearance.splat(downs[1], cells, chunk, marginals)
+    return labels.reshape(shape).cpu().numpy()

@@ -2,8 +2,9 @@
 
 Entry point :func:`dense_crf`. The mean-field inference itself is a
 *backend*: ``"pydensecrf"`` (reference; CPU, one core, permutohedral
-lattice) or ``"torch"`` (``crf_torch``: grids and an active set; GPU when
-present, one CPU thread otherwise). Both see the same blocks and the same
+lattice) or ``"torch"`` (``crf_torch``: grids at a fraction of the kernels'
+width, an active set where few voxels are uncertain; GPU when present, one CPU
+thread otherwise). Both see the same blocks and the same
 parameters, so their results can be compared voxel by voxel.
 """
 from typing import Callable, Dict, Sequence

@@ -1,13 +1,14 @@
 """The PyTorch CRF backend agrees with pydensecrf (the reference) on >= 99 % of voxels of the same inputs."""
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import gaussian_filter
 
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.crf_pydensecrf import mean_field_pydensecrf
 from nnunet_ppm.postprocessing.crf_torch import mean_field_torch
 from nnunet_ppm.postprocessing.dense_crf import dense_crf
-from synthetic_postprocessing_cases import dice, small_case
+from synthetic_postprocessing_cases import blurred_noisy_probabilities, ct_of, dice, kidney_truth, small_case
 
 
 def _network_like(truth: np.ndarray, spacing, seed: int = 3) -> np.ndarray:
@@ -32,6 +33,38 @@ def test_torch_backend_agrees_with_pydensecrf(kind):
     assert changed.sum() > 50, "the CRF must change labels for the comparison to mean something"
     assert np.mean(labels == reference) >= 0.99
     assert np.mean(labels[changed] == reference[changed]) >= 0.95
+
+
+@pytest.mark.parametrize("noise_hu", [0.0, 30.0])
+def test_torch_backend_agrees_with_pydensecrf_on_uncertain_probabilities(noise_hu):
+    """The worst case for speed: probabilities uncertain almost everywhere (the benchmark's "uncertain"), CT noise."""
+    spacing = (0.8, 0.7, 0.7)
+    truth = kidney_truth((80, 72, 64), spacing)
+    image = np.clip(ct_of(truth, seed=4, noise_hu=noise_hu), *CRFParams().hu_window)
+    probabilities = blurred_noisy_probabilities(truth, noise=0.3, seed=5)
+    assert np.mean(probabilities.max(0) < 0.9) > 0.6, "most voxels must be uncertain"
+    reference = mean_field_pydensecrf(probabilities, image, spacing, CRFParams())
+    labels = mean_field_torch(probabilities, image, spacing, CRFParams())
+    changed = reference != probabilities.argmax(0)
+    assert changed.sum() > 10_000
+    assert np.mean(labels == reference) >= 0.99
+    assert np.mean(labels[changed] == reference[changed]) >= 0.95
+
+
+def test_same_labels_on_every_run_and_thread_setting():
+    truth, ct, probabilities, spacing = small_case(seed=3)
+    image = np.clip(ct, *CRFParams().hu_window)
+    previous = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            runs.append(mean_field_torch(probabilities, image, spacing, CRFParams()))
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.get_num_threads() == previous
+    assert all(np.array_equal(runs[0], run) for run in runs[1:])
+    assert not np.array_equal(runs[0], probabilities.argmax(0)), "the CRF must change labels for this to mean something"
 
 
 def test_torch_backend_beats_argmax_through_dense_crf():
