@@ -22,7 +22,8 @@ the per-voxel update runs at full resolution, at the same cost on every input:
   reached plane by plane (two weighted adds or reads of a whole plane), along
   y and x by matrix products on the grids, which are small; no
   full-resolution array is allocated besides the unary terms and the
-  appearance bins (page faults on fresh memory cost as much as the work).
+  appearance bins and weights (page faults on fresh memory cost as much as
+  the work; the bins are kept as int32, a chunk's int64 bins made per pass).
 * smoothness kernel (space only): a voxel plane is added to (read from) its
   two z nodes as a whole, so it needs no per-voxel indexing; the symmetric
   normalisation is a product of 1-D vectors, folded into the tents.
@@ -31,8 +32,8 @@ the per-voxel update runs at full resolution, at the same cost on every input:
   Each voxel is therefore binned once: into a cell of a fine spatial lattice
   (``CELL_FRACTION`` of the spatial width per side, 2-3 voxels here; the
   nearest cell) and linearly between its two intensity nodes. Splat is one
-  scatter-add per label and intensity node into its plane's (y cells, x
-  cells, intensity nodes) histogram, slice one gather each; the fine cells
+  scatter-add per chunk (all labels, both nodes) into its planes' (y cells,
+  x cells, intensity nodes) histograms, slice one gather; the fine cells
   reach the kernel-width grid like voxels do above. Binning moves a voxel by
   at most half a fine cell; the blur is narrowed by the variance this adds
   (cell^2 / 12 on each side), so that the kernel keeps its width. Finer
@@ -40,8 +41,12 @@ the per-voxel update runs at full resolution, at the same cost on every input:
   the benchmark's "network" ROI, 1/3 of the width got 94 % and 1/5 95.5 % of
   the labels pydensecrf changes (benchmarks/RESULTS.md, issue 17 section).
 * the update works on logits minus the background's, so only the
-  foreground labels are carried; the softmax is shifted by each voxel's
-  highest logit only when an exp could overflow (``EXP_SAFE``).
+  foreground labels are carried; the background's messages are the
+  kernels' totals minus theirs. The smoothness totals are a product of 1-D
+  vectors; the appearance totals ride as a channel of ones in the first
+  splat and read, so they cost no pass of their own. The softmax is
+  shifted by each voxel's highest logit only in chunks where an exp could
+  overflow (``EXP_SAFE``). The kernel weights are folded into the blurs.
 * one CPU thread (``CPU_THREADS``): the work is gathers, scatters, element-wise
   passes and small matrix products, which a second thread hardly speeds up
   and, on a machine that other processes share, slows down several times
@@ -77,16 +82,16 @@ def _foreground_marginals(differences: torch.Tensor, shift: bool) -> torch.Tenso
     The softmax over (0, differences). ``shift``: subtract each point's highest logit first, which is
     needed only where an exp could overflow (differences beyond ``EXP_SAFE``).
     """
+    background = 1.0
     if shift:
         highest = differences[0].clamp_min(0)
         for row in differences[1:]:
             torch.maximum(highest, row, out=highest)
         differences.sub_(highest)
-        denominator = highest.neg_().exp_()                      # the background's term
-    else:
-        denominator = torch.ones_like(differences[0])
+        background = highest.neg_().exp_()
     differences.exp_()
-    for row in differences:
+    denominator = differences[0] + background
+    for row in differences[1:]:
         denominator += row
     return differences.div_(denominator)
 
@@ -121,20 +126,27 @@ class _PlaneTent:
         grid[:, node].add_(values, alpha=lower_weight)
         grid[:, node + 1].add_(values, alpha=upper_weight)
 
-    def read(self, grid: torch.Tensor, plane: int, out: torch.Tensor) -> torch.Tensor:
-        """``grid`` (channels, nodes, ...) interpolated at ``plane``, into ``out`` (channels, *plane shape)."""
+    def add_read(self, grid: torch.Tensor, plane: int, out: torch.Tensor) -> None:
+        """Add ``grid`` (channels, nodes, ...) interpolated at ``plane`` to ``out`` (channels, *plane shape)."""
         node, lower_weight, upper_weight = self.pairs[plane]
-        torch.mul(grid[:, node], lower_weight, out=out)
-        return out.add_(grid[:, node + 1], alpha=upper_weight)
+        out.add_(grid[:, node], alpha=lower_weight).add_(grid[:, node + 1], alpha=upper_weight)
+
+    def interpolate(self, grid: torch.Tensor, plane: int, out: torch.Tensor) -> None:
+        """``grid`` (channels, nodes, ...) at ``plane`` into ``out``, for a tent whose two weights add up to one."""
+        node, _, upper_weight = self.pairs[plane]
+        torch.lerp(grid[:, node], grid[:, node + 1], upper_weight, out=out)
 
 
 def _blur_grid(grid: torch.Tensor, tents: Sequence[torch.Tensor], blurs: Sequence[torch.Tensor],
-               out: torch.Tensor) -> torch.Tensor:
-    """Splat along the axes after the first (``tents``, from dimension 2), blur every axis, slice back into ``out``."""
+               out: torch.Tensor, weight: float) -> torch.Tensor:
+    """Splat along the axes after the first (``tents``, from dimension 2), blur every axis, slice back into ``out``.
+
+    ``weight`` scales the result (folded into the first axis's blur).
+    """
     for dim, tent in enumerate(tents, start=2):
         grid = along(grid, tent.T, dim)
     for dim, blur in enumerate(blurs, start=1):
-        grid = along(grid, blur, dim)
+        grid = along(grid, blur * weight if dim == 1 else blur, dim)
     for dim, tent in enumerate(tents, start=2):
         grid = along(grid, tent, dim, out=out if dim == len(tents) + 1 else None)
     return out
@@ -171,15 +183,15 @@ class _SmoothnessFilter:
         for index, plane in enumerate(planes):
             self.z.add(grid, plane, values[:, index])
 
-    def blur(self, grid: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        return _blur_grid(grid, self.in_plane_tents, self.blurs, out)
+    def blur(self, grid: torch.Tensor, out: torch.Tensor, weight: float) -> torch.Tensor:
+        """``grid`` blurred (splatted values -> weighted kernel sums at the grid's positions) into ``out``."""
+        return _blur_grid(grid, self.in_plane_tents, self.blurs, out, weight)
 
-    def read(self, grid: torch.Tensor, planes: range, out: torch.Tensor) -> torch.Tensor:
-        """Blurred ``grid`` read at the voxels of ``planes``, into ``out`` (channels, voxels of ``planes``)."""
+    def add_read(self, grid: torch.Tensor, planes: range, out: torch.Tensor) -> None:
+        """Add blurred ``grid`` read at the voxels of ``planes`` to ``out`` (channels, voxels of ``planes``)."""
         view = out.view(out.shape[0], len(planes), *self.grid_shape[1:])
         for index, plane in enumerate(planes):
-            self.z.read(grid, plane, view[:, index])
-        return out
+            self.z.add_read(grid, plane, view[:, index])
 
 
 def _cell_tent(length: int, cell: int, spacing: float, sigma_mm: float, device: torch.device
@@ -196,9 +208,13 @@ class _AppearanceFilter:
     """Normalised Gaussian in space and intensity, through fine spatial cells x intensity nodes.
 
     Voxels are binned into the (y cells, x cells, intensity nodes) histogram of their plane of fine
-    cells along z; the grid has the nodes along z and the fine cells along y and x. ``index`` is a
-    voxel's bin at its lower intensity node, counted from the first cell plane of its chunk;
-    ``weights`` (2, voxels) its normalisation times its linear weights at its lower and upper node.
+    cells along z; the grid has the nodes along z and the fine cells along y and x. ``lower`` holds
+    each voxel's bin at its lower intensity node, counted from the first cell plane of its chunk
+    (int32: a quarter of the memory of both nodes' int64 bins, whose fresh pages cost time);
+    ``bins`` makes a chunk's (lower nodes, upper nodes) int64 bins, shared by a pass's read and
+    splat. ``weights`` holds, per chunk, each voxel's normalisation times its linear weight at its
+    lower node, then (the same voxels again) at its upper node. A splat or a read of all channels
+    is then one scatter-add or one gather per chunk.
     """
 
     def __init__(self, shape: Sequence[int], spacing: Sequence[float], sigma_mm: float, intensity: torch.Tensor,
@@ -218,55 +234,81 @@ class _AppearanceFilter:
             self.chunks.append((range(start, min(start + per_chunk, cell_planes)), planes,
                                 slice(planes.start * plane_voxels, planes.stop * plane_voxels)))
 
-        self.weights = ((intensity - intensity.min()) / sigma_hu).expand(2, -1).contiguous()
-        lower = self.weights[0].floor()
-        intensity_nodes = int(lower.max().item()) + 2
+        low, high = intensity.aminmax()
+        intensity_nodes = int(((high - low) / sigma_hu).floor().item()) + 2
         self.blurs.append(blur_matrix(intensity_nodes, device))
         self.plane_shape = (tents[1].shape[0], tents[2].shape[0], intensity_nodes)
         self.grid_shape = (self.z.nodes, *self.plane_shape)
         plane_bins = math.prod(self.plane_shape)
-        self.index = lower.long().view(shape)
-        self.index.add_(((voxel_cells[0] % per_chunk) * plane_bins)[:, None, None])
-        self.index.add_((voxel_cells[1] * (self.plane_shape[1] * intensity_nodes))[None, :, None])
-        self.index.add_((voxel_cells[2] * intensity_nodes)[None, None, :])
-        self.index = self.index.view(-1)
-        self.weights[1].sub_(lower)                             # fraction above the lower node
-        torch.sub(1, self.weights[1], out=self.weights[0])
-        density = self.blur(self.splat_all(torch.ones((1, intensity.numel()), device=device)))
+        plane_offsets = (voxel_cells[0] % per_chunk) * plane_bins               # bins before a voxel's cell
+        row_offsets = ((voxel_cells[1] * (self.plane_shape[1] * intensity_nodes))[:, None]
+                       + (voxel_cells[2] * intensity_nodes)[None, :])
+        self.lower = torch.empty(intensity.numel(), dtype=torch.int32, device=device)
+        self.weights = torch.empty(2 * intensity.numel(), device=device)
+        density = torch.zeros((1, *self.grid_shape), device=device)
+        for cells, planes, chunk in self.chunks:
+            weights = self._weights(chunk)
+            position = torch.sub(intensity[chunk], low, out=weights[1]).div_(sigma_hu)
+            lower = position.floor()
+            position -= lower                                   # fraction above the lower node
+            torch.sub(1, position, out=weights[0])
+            torch.add(row_offsets, plane_offsets[planes.start:planes.stop, None, None],
+                      out=self.lower[chunk].view(len(planes), *row_offsets.shape))
+            self.lower[chunk] += lower.to(torch.int32)
+            self.splat(density, cells, chunk, self.bins(chunk), ones=True)   # linear weights only: the density
+        density = self.blur(density)
         for cells, _, chunk in self.chunks:
-            self.weights[:, chunk] *= self.read(density, cells, chunk).clamp_min_(1e-20).rsqrt_()
+            self._weights(chunk).mul_(self.read(density, cells, chunk, self.bins(chunk)).clamp_min_(1e-20).rsqrt_())
 
-    def splat(self, grid: torch.Tensor, cells: range, chunk: slice, values: torch.Tensor) -> None:
-        """Add (channels, voxels of ``chunk``) values of the fine-cell planes ``cells``, weighted, to ``grid``."""
-        index, weights = self.index[chunk], self.weights[:, chunk]
-        histogram = torch.zeros((values.shape[0], len(cells), *self.plane_shape), device=values.device)
-        for channel_histogram, channel_values in zip(histogram.view(values.shape[0], -1), values):
-            for node, weight in enumerate(weights):          # node 1: the same index in a view shifted by one
-                channel_histogram[node:].scatter_add_(0, index, channel_values * weight)
+    def _weights(self, chunk: slice) -> torch.Tensor:
+        """(2, voxels of ``chunk``) view of ``weights``: lower node, upper node."""
+        return self.weights[2 * chunk.start:2 * chunk.stop].view(2, chunk.stop - chunk.start)
+
+    def bins(self, chunk: slice) -> torch.Tensor:
+        """(2 * voxels of ``chunk``,) int64: the voxels' bins at their lower intensity node, then at their upper."""
+        bins = torch.empty(2 * (chunk.stop - chunk.start), dtype=torch.int64, device=self.lower.device)
+        lower, upper = bins.view(2, -1)
+        lower.copy_(self.lower[chunk])
+        torch.add(lower, 1, out=upper)
+        return bins
+
+    def splat(self, grid: torch.Tensor, cells: range, chunk: slice, bins: torch.Tensor,
+              values: Optional[torch.Tensor] = None, ones: bool = False) -> None:
+        """Add (channels, voxels of ``chunk``) values of the fine-cell planes ``cells``, weighted, to ``grid``.
+
+        ``bins``: ``bins(chunk)``. ``ones``: a channel of ones before ``values`` (the kernel's normalised
+        totals, or its density).
+        """
+        weights = self._weights(chunk)
+        channels = (0 if values is None else values.shape[0]) + ones
+        weighted = torch.empty((channels, *weights.shape), device=weights.device)
+        if ones:
+            weighted[0] = weights
+        if values is not None:
+            torch.mul(values[:, None], weights, out=weighted[int(ones):])
+        histogram = torch.zeros((channels, len(cells) * math.prod(self.plane_shape)), device=weights.device)
+        histogram.scatter_add_(1, bins.expand(channels, -1), weighted.view(channels, -1))
+        histogram = histogram.view(channels, len(cells), *self.plane_shape)
         for position, cell in enumerate(cells):
             self.z.add(grid, cell, histogram[:, position])
 
-    def splat_all(self, values: torch.Tensor) -> torch.Tensor:
-        """A new grid with (channels, voxels) values splatted."""
-        grid = torch.zeros((values.shape[0], *self.grid_shape), device=values.device)
-        for cells, _, chunk in self.chunks:
-            self.splat(grid, cells, chunk, values[:, chunk])
-        return grid
+    def blur(self, grid: torch.Tensor, out: Optional[torch.Tensor] = None, weight: float = 1.0) -> torch.Tensor:
+        """``grid`` blurred (splatted values -> weighted kernel sums at the grid's positions), into ``out``."""
+        return _blur_grid(grid, self.in_plane_tents, self.blurs, torch.empty_like(grid) if out is None else out,
+                          weight)
 
-    def blur(self, grid: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return _blur_grid(grid, self.in_plane_tents, self.blurs, torch.empty_like(grid) if out is None else out)
+    def read(self, grid: torch.Tensor, cells: range, chunk: slice, bins: torch.Tensor) -> torch.Tensor:
+        """(channels, voxels of ``chunk``): blurred ``grid`` read at the voxels of the fine-cell planes ``cells``.
 
-    def read(self, grid: torch.Tensor, cells: range, chunk: slice) -> torch.Tensor:
-        """(channels, voxels of ``chunk``): blurred ``grid`` read at the voxels of the fine-cell planes ``cells``."""
-        planes = torch.empty((grid.shape[0], len(cells), *self.plane_shape), device=grid.device)
+        ``bins``: ``bins(chunk)``.
+        """
+        channels = grid.shape[0]
+        planes = torch.empty((channels, len(cells), *self.plane_shape), device=grid.device)
         for position, cell in enumerate(cells):
-            self.z.read(grid, cell, planes[:, position])
-        index, weights = self.index[chunk], self.weights[:, chunk]
-        result = torch.empty((grid.shape[0], index.numel()), device=grid.device)
-        for channel_planes, channel_result in zip(planes.view(grid.shape[0], -1), result):
-            torch.mul(channel_planes.index_select(0, index), weights[0], out=channel_result)
-            channel_result.addcmul_(channel_planes[1:].index_select(0, index), weights[1])
-        return result
+            self.z.interpolate(grid, cell, planes[:, position])
+        nodes = torch.gather(planes.view(channels, -1), 1, bins.expand(channels, -1))
+        nodes = nodes.view(channels, 2, -1).mul_(self._weights(chunk))
+        return nodes[:, 0].add_(nodes[:, 1])
 
 
 @contextmanager
@@ -296,7 +338,10 @@ def mean_field_torch(probabilities: np.ndarray, image: np.ndarray, spacing: Sequ
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     with _cpu_threads(device, CPU_THREADS):
         flat = torch.from_numpy(np.ascontiguousarray(probabilities)).to(device).reshape(probabilities.shape[0], -1)
-        if (~frozen_voxels(flat, params)).float().mean().item() <= ACTIVE_SET_FRACTION:
+        step = CHUNK_VOXELS if device.type == "cpu" else flat.shape[1]     # small temporaries on the CPU
+        changeable = sum(int((~frozen_voxels(flat[:, start:start + step], params)).sum())
+                         for start in range(0, flat.shape[1], step))
+        if changeable <= ACTIVE_SET_FRACTION * flat.shape[1]:
             return mean_field_active_set(probabilities, image, spacing, params, device)
         return _mean_field(probabilities, image, spacing, params, device)
 
@@ -305,51 +350,56 @@ def _mean_field(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[
                 device: torch.device) -> np.ndarray:
     shape = tuple(image.shape)
     n_classes, voxels = probabilities.shape[0], image.size
-    if int(params.iterations) < 1:
+    iterations = int(params.iterations)
+    if iterations < 1:
         return argmax_labels(probabilities)
     smoothness = _SmoothnessFilter(shape, spacing, params.smoothness_sigma_mm, device)
     intensity = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device).reshape(-1)
     appearance = _AppearanceFilter(shape, spacing, params.appearance_sigma_mm, intensity,
                                    params.appearance_sigma_hu, CHUNK_VOXELS if device.type == "cpu" else voxels, device)
-    appearance_totals = appearance.blur(appearance.splat_all(torch.ones((1, voxels), device=device)))
 
     # Logits minus the background's: -U_l + U_0 + m_l - m_0, where the background's messages m_0 are the
-    # weighted normalised kernel sums over all voxels minus the foreground labels' messages. The
-    # starting marginals, softmax(-U), are splatted while the unary terms are set up.
+    # weighted normalised kernel sums over all voxels (the totals) minus the foreground labels' messages.
+    # The starting marginals, softmax(-U), are splatted while the unary terms are set up, the appearance
+    # kernel's with a channel of ones before them: its totals, read in the first iteration.
     probabilities = torch.from_numpy(np.ascontiguousarray(probabilities)).to(device).reshape(n_classes, voxels)
     unary_differences = torch.empty((n_classes - 1, voxels), device=device)
-    downs = [torch.zeros((n_classes - 1, *f.grid_shape), device=device) for f in (smoothness, appearance)]
+    downs = [torch.zeros((n_classes - 1 + channel, *f.grid_shape), device=device)
+             for channel, f in ((0, smoothness), (1, appearance))]
     ups = [torch.empty_like(down) for down in downs]
-    largest_total = 0.0
     for cells, planes, chunk in appearance.chunks:
         clipped = probabilities[:, chunk].clamp(params.unary_floor, 1.0)
         marginals = clipped[1:] / clipped.sum(0)
         clipped.log_()
         torch.sub(clipped[1:], clipped[0], out=unary_differences[:, chunk])
-        weighted_total = params.smoothness_weight * smoothness.normalised_total(planes)
-        weighted_total += params.appearance_weight * appearance.read(appearance_totals, cells, chunk)[0]
-        largest_total = max(largest_total, weighted_total.max().item())
-        unary_differences[:, chunk] -= weighted_total
         smoothness.splat(downs[0], planes, marginals)
-        appearance.splat(downs[1], cells, chunk, marginals)
-    # A difference lies within the unary's (at most -log unary_floor) +- the voxel's weighted message sum.
-    shift = -math.log(params.unary_floor) + largest_total > EXP_SAFE - math.log(n_classes)
-    del appearance_totals
+        appearance.splat(downs[1], cells, chunk, appearance.bins(chunk), marginals, ones=True)
+    # A difference lies within the unary's (at most -log unary_floor) +- the voxel's weighted totals.
+    shifts = []
     labels = torch.empty(voxels, dtype=torch.uint8, device=device)
 
-    for iteration in range(int(params.iterations)):
-        smoothness.blur(downs[0], ups[0]).mul_(params.smoothness_weight)
-        appearance.blur(downs[1], ups[1]).mul_(params.appearance_weight)
+    for iteration in range(iterations):
+        smoothness.blur(downs[0], ups[0], params.smoothness_weight)
+        appearance_up = appearance.blur(downs[1], ups[1], params.appearance_weight)
+        if iteration == 0:                                  # totals read in this pass, marginals only after it
+            downs[1], ups[1] = downs[1][1:], ups[1][1:]
         for down in downs:
             down.zero_()
-        for cells, planes, chunk in appearance.chunks:
-            messages = appearance.read(ups[1], cells, chunk)
-            messages += smoothness.read(ups[0], planes, torch.empty_like(messages))
+        for number, (cells, planes, chunk) in enumerate(appearance.chunks):
+            bins = appearance.bins(chunk)
+            messages = appearance.read(appearance_up, cells, chunk, bins)
+            if iteration == 0:
+                weighted_total = messages[0].add_(smoothness.normalised_total(planes), alpha=params.smoothness_weight)
+                unary_differences[:, chunk] -= weighted_total
+                shifts.append(-math.log(params.unary_floor) + weighted_total.max().item()
+                              > EXP_SAFE - math.log(n_classes))
+                messages = messages[1:]
+            smoothness.add_read(ups[0], planes, messages)
             differences = messages.add_(messages.sum(0)).add_(unary_differences[:, chunk])
-            if iteration == int(params.iterations) - 1:
+            if iteration == iterations - 1:
                 labels[chunk] = _labels(differences)
                 continue
-            marginals = _foreground_marginals(differences, shift)
+            marginals = _foreground_marginals(differences, shifts[number])
             smoothness.splat(downs[0], planes, marginals)
-            appearance.splat(downs[1], cells, chunk, marginals)
+            appearance.splat(downs[1], cells, chunk, bins, marginals)
     return labels.reshape(shape).cpu().numpy()

@@ -1,4 +1,6 @@
 """The PyTorch CRF backend agrees with pydensecrf (the reference) on >= 99 % of voxels of the same inputs."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,7 @@ from scipy.ndimage import gaussian_filter
 
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.crf_pydensecrf import mean_field_pydensecrf
-from nnunet_ppm.postprocessing.crf_torch import mean_field_torch
+from nnunet_ppm.postprocessing.crf_torch import _foreground_marginals, mean_field_torch
 from nnunet_ppm.postprocessing.dense_crf import dense_crf
 from synthetic_postprocessing_cases import blurred_noisy_probabilities, ct_of, dice, kidney_truth, small_case
 
@@ -79,3 +81,14 @@ def test_certain_voxels_keep_their_label_and_all_certain_skips_the_crf():
     one_hot = np.stack([(truth == c) for c in range(3)]).astype(np.float32)
     labels = mean_field_torch(one_hot, np.clip(ct, -200, 500), spacing, CRFParams())
     assert np.array_equal(labels, truth)
+
+
+def test_foreground_marginals_with_and_without_the_overflow_shift_equal_the_softmax():
+    """The background's logit is 0: marginals of (labels - 1, points) logit differences, shifted or not."""
+    differences = torch.tensor([[0.0, 2.0, -3.0, 30.0], [1.0, -1.0, 5.0, 29.0]])
+    expected = torch.softmax(torch.cat([torch.zeros(1, 4), differences]), 0)[1:]
+    for shift in (False, True):
+        assert torch.allclose(_foreground_marginals(differences.clone(), shift), expected, rtol=1e-6, atol=1e-7)
+    huge = torch.tensor([[200.0], [199.0]])        # exp(200) overflows float32: only the shifted form is finite
+    assert torch.allclose(_foreground_marginals(huge, True), torch.tensor([[1 / (1 + math.exp(-1))],
+                                                                           [1 / (1 + math.exp(1))]]))
