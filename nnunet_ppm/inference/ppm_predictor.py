@@ -22,6 +22,13 @@ nnU-Net's own. It changes two things:
 Post-processing applies to file-based prediction (``predict_from_files``);
 in-memory callers (``predict_single_npy_array``) get nnU-Net's results and can
 call ``postprocess_probabilities`` themselves.
+
+``predict_from_files`` with ``num_processes_preprocessing=0`` preprocesses in
+this process (nnU-Net's ``PreprocessAdapter``), and with
+``num_processes_segmentation_export=0`` exports in this process: with both 0
+no worker process is started (each would import torch and nnU-Net again, ~10 s
+on a small CPU), while ``num_parts`` / ``part_id`` and ``overwrite`` keep
+working, unlike nnU-Net's ``predict_from_files_sequential``.
 """
 import concurrent.futures
 import multiprocessing
@@ -32,7 +39,9 @@ import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import save_pickle
 from nnunetv2.configuration import default_num_processes
-from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+from nnunetv2.inference.data_iterators import PreprocessAdapter
+from nnunetv2.inference.export_prediction import (convert_predicted_logits_to_segmentation_with_correct_shape,
+                                                  export_prediction_from_logits)
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.helpers import empty_cache
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -155,26 +164,36 @@ class PPMPredictor(nnUNetPredictor):
             self._image_files_by_output.update(zip(outputs, images))
         return images, outputs, previous_stage
 
+    def _internal_get_data_iterator_from_lists_of_filenames(self, input_list_of_lists, seg_from_prev_stage_files,
+                                                            output_filenames_truncated, num_processes: int):
+        """nnU-Net's preprocessing workers; with ``num_processes=0`` the cases are preprocessed in this process."""
+        if num_processes > 0:
+            return super()._internal_get_data_iterator_from_lists_of_filenames(
+                input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated, num_processes)
+        preprocessor = self.configuration_manager.preprocessor_class(verbose=self.verbose_preprocessing)
+        return PreprocessAdapter(input_list_of_lists, seg_from_prev_stage_files, preprocessor,
+                                 output_filenames_truncated, self.plans_manager, self.dataset_json,
+                                 self.configuration_manager, num_threads_in_multithreaded=1)
+
     def predict_from_files_sequential(self, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
                                       save_probabilities: bool = False, overwrite: bool = True,
                                       folder_with_segs_from_prev_stage: str = None):
-        """nnU-Net's sequential prediction; with post-processing it runs as one preprocessing worker and inline export."""
+        """nnU-Net's sequential prediction; with post-processing, ``predict_from_files`` without worker processes."""
         if self.postprocessing is None:
             return super().predict_from_files_sequential(list_of_lists_or_source_folder,
                                                          output_folder_or_list_of_truncated_output_files,
                                                          save_probabilities, overwrite, folder_with_segs_from_prev_stage)
         return self.predict_from_files(list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
-                                       save_probabilities, overwrite, num_processes_preprocessing=1,
+                                       save_probabilities, overwrite, num_processes_preprocessing=0,
                                        num_processes_segmentation_export=0,
                                        folder_with_segs_from_prev_stage=folder_with_segs_from_prev_stage)
 
     def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
                                    num_processes_segmentation_export: int = default_num_processes):
-        """nnU-Net's loop when ``postprocessing`` is None; else network per case, export + post-processing in workers.
-
-        ``num_processes_segmentation_export=0`` exports in this process.
+        """nnU-Net's loop, except with ``postprocessing`` (network per case, export + post-processing in workers) or
+        with ``num_processes_segmentation_export=0`` (export in this process).
         """
-        if self.postprocessing is None:
+        if self.postprocessing is None and num_processes_segmentation_export > 0:
             return super().predict_from_data_iterator(data_iterator, save_probabilities,
                                                       num_processes_segmentation_export)
         workers = None
@@ -185,23 +204,31 @@ class PPMPredictor(nnUNetPredictor):
         try:
             for preprocessed in data_iterator:
                 ofile = preprocessed["ofile"]
-                if ofile not in self._image_files_by_output:
-                    raise ValueError("post-processing needs each case's raw image files: predict with "
-                                     "predict_from_files, or call postprocess_probabilities on returned probabilities")
+                if ofile is None:
+                    raise ValueError("in-process export and post-processing write files: give output file names")
                 print(f"\nPredicting {os.path.basename(ofile)}:")
                 logits = self.predict_logits_from_preprocessed_data(preprocessed["data"]).cpu().detach().numpy()
-                task = (logits, preprocessed["data_properties"], self.configuration_manager, self.plans_manager,
-                        self.dataset_json, ofile, self._image_files_by_output[ofile], self.postprocessing,
-                        save_probabilities)
+                task = self._export_task(logits, preprocessed["data_properties"], ofile, save_probabilities)
                 if workers is None:
-                    export_postprocessed_prediction(*task)
+                    task[0](*task[1:])
                     continue
                 while sum(not f.done() for f in pending) >= num_processes_segmentation_export + 1:
                     concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                pending.append(workers.submit(export_postprocessed_prediction, *task))
+                pending.append(workers.submit(*task))
             for future in tqdm(pending, desc="post-processing and export", disable=not self.allow_tqdm):
                 future.result()
         finally:
             if workers is not None:
                 workers.shutdown(cancel_futures=True)
         empty_cache(self.device)
+
+    def _export_task(self, logits: np.ndarray, properties: dict, ofile: str, save_probabilities: bool) -> tuple:
+        """(function, *arguments) writing one case: nnU-Net's export, or export + post-processing."""
+        if self.postprocessing is None:
+            return (export_prediction_from_logits, logits, properties, self.configuration_manager, self.plans_manager,
+                    self.dataset_json, ofile, save_probabilities)
+        if ofile not in self._image_files_by_output:
+            raise ValueError("post-processing needs each case's raw image files: predict with "
+                             "predict_from_files, or call postprocess_probabilities on returned probabilities")
+        return (export_postprocessed_prediction, logits, properties, self.configuration_manager, self.plans_manager,
+                self.dataset_json, ofile, self._image_files_by_output[ofile], self.postprocessing, save_probabilities)

@@ -40,9 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write nnU-Net's .npz probabilities (before CRF) and .pkl properties")
     parser.add_argument("--continue_prediction", action="store_true", help="skip cases already written")
     parser.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint name")
-    parser.add_argument("-npp", type=int, default=3, help="preprocessing processes. Default: 3")
+    parser.add_argument("-npp", type=int, default=3,
+                        help="preprocessing processes (0: in the main process). Default: 3")
     parser.add_argument("-nps", type=int, default=3,
-                        help="export + post-processing processes (0: in the main process). Default: 3")
+                        help="export + post-processing processes (0: in the main process; with -npp 0 no worker "
+                             "process at all, for small inputs or debugging). Default: 3")
     parser.add_argument("-prev_stage_predictions", default=None, help="previous stage (cascade)")
     parser.add_argument("-num_parts", type=int, default=1, help="split the cases into this many parts")
     parser.add_argument("-part_id", type=int, default=0, help="which part this call predicts (0-based)")
@@ -69,6 +71,9 @@ def _device(name: str) -> torch.device:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.part_id < args.num_parts:
         raise SystemExit(f"nnunet_ppm predict: -part_id must be in 0..{args.num_parts - 1}")
+    if args.npp < 0 or args.nps < 0:
+        raise SystemExit(f"nnunet_ppm predict: -npp and -nps must be >= 0 (0: in the main process); "
+                         f"got -npp {args.npp} -nps {args.nps}")
     try:
         model_folder = get_output_folder(dataset_name(args.d), args.tr, args.p, args.c)
         args = resolve_prediction_arguments(args, Path(model_folder))
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                                           test_time_mirroring=not args.disable_tta)
     predictor.predict_from_files(args.i, args.o, save_probabilities=args.save_probabilities,
                                  overwrite=not args.continue_prediction,
-                                 num_processes_preprocessing=max(1, args.npp),
+                                 num_processes_preprocessing=args.npp,
                                  num_processes_segmentation_export=args.nps,
                                  folder_with_segs_from_prev_stage=args.prev_stage_predictions,
                                  num_parts=args.num_parts, part_id=args.part_id)
