@@ -63,6 +63,8 @@ setup(
         "tqdm",
         "surface-distance",  # DeepMind's surfel table, as KiTS21/23 use it for the Surface Dice
     ],
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    # pytest 9.2 renamed the node id attribute that pytest-xdist 3.8's --dist loadgroup sets (Item._nodeid), so
+    # its groups are ignored there: each xdist worker would then build the demo's smoke run again
+    extras_require={"test": ["pytest>=8,<9.2", "pytest-timeout", "pytest-xdist>=3.5"]},
     entry_points={"console_scripts": ["nnunet_ppm=nnunet_ppm.cli:main"]},
 )

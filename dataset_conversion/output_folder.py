@@ -99,33 +99,51 @@ def _run_lock(lock_file: Path) -> Iterator[None]:
 
 
 @contextmanager
+def _locked_run(target: Path) -> Iterator[dict]:
+    """This run's hidden paths beside `target` (after cleaning up killed runs), its lock held and its
+    ``.partial-`` folder created; the folder is removed at the end unless it was renamed away."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for line in remove_abandoned_staging(target):
+        print(line)
+    paths = _run_paths(target, f"{os.getpid()}-{secrets.token_hex(3)}")
+    with _run_lock(paths["lock"]):
+        paths["partial"].mkdir()
+        try:
+            yield paths
+        finally:
+            if paths["partial"].exists():
+                shutil.rmtree(paths["partial"])
+
+
+@contextmanager
+def scratch_folder(target: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `target`, removed at the end, also on an error.
+
+    If the run is killed, the next one for the same `target` removes it (:func:`remove_abandoned_staging`).
+    """
+    with _locked_run(Path(target).resolve()) as paths:
+        yield paths["partial"]
+
+
+@contextmanager
 def staged_folder(target: Path, overwrite: bool = False, inputs: Sequence[Path] = ()) -> Iterator[Path]:
     """Yield an empty temporary folder beside `target`; on success it becomes `target`, on error it is removed.
 
     Staging folders of killed runs for the same `target` are removed first (:func:`remove_abandoned_staging`).
     """
     target = Path(target).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for line in remove_abandoned_staging(target):
-        print(line)
-    check_target(target, overwrite, inputs)
-    paths = _run_paths(target, f"{os.getpid()}-{secrets.token_hex(3)}")
-    staging, retired = paths["partial"], paths["replaced"]
-    with _run_lock(paths["lock"]):
-        staging.mkdir()
-        try:
-            yield staging
-            if target.exists():
-                check_target(target, overwrite)
-                target.rename(retired)
-                try:
-                    staging.rename(target)
-                except OSError:
-                    retired.rename(target)
-                    raise
-                shutil.rmtree(retired)
-            else:
+    with _locked_run(target) as paths:
+        check_target(target, overwrite, inputs)
+        staging, retired = paths["partial"], paths["replaced"]
+        yield staging
+        if target.exists():
+            check_target(target, overwrite)
+            target.rename(retired)
+            try:
                 staging.rename(target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
+            except OSError:
+                retired.rename(target)
+                raise
+            shutil.rmtree(retired)
+        else:
+            staging.rename(target)

@@ -8,7 +8,9 @@ leaderboard with statistics and overlays -> OUT/README.md.
 
 The budget follows the hardware (`--budget` overrides it): on a CPU a small
 one that ends within about 15 minutes on 2 cores (numbers are poor, and the
-demo says so); on a GPU one meant to reach meaningful Dice. Every step runs as
+demo says so); on a GPU one meant to reach meaningful Dice. `--budget smoke`
+runs every step on 7 tiny CTs with 4 training iterations per method, in a few
+minutes: the test suite's shared dataset and models come from it. Every step runs as
 its own command; its output goes to OUT/logs/, and the command lines to
 OUT/commands.sh, so each step can be rerun by hand.
 """
@@ -41,15 +43,20 @@ class Budget:
     ppm_patch: Optional[Sequence[int]]
     ppm_batch_size: int
     roi: bool
+    prediction_processes: int  # -npp / -nps of the predictions; 0: in the main process (tiny CTs)
     note: str
 
 
 BUDGETS: Dict[str, Budget] = {
-    "cpu": Budget("cpu", "cpu", "tiny", 14, 4, "cpuDemo", (32, 64, 64), 2, False,
+    # smoke: a patch as large as the tiny CTs (at most 48 x 64 x 80), so each case is one sliding-window tile
+    "smoke": Budget("smoke", "cpu", "tiny", 7, 2, "debug", (48, 64, 80), 2, False, 0,
+                    "Smoke budget: every step on 7 tiny CTs, 2 epochs of 2 training iterations per method. It shows "
+                    "that the pipeline runs (the test suite uses it); its Dice values say nothing about either method."),
+    "cpu": Budget("cpu", "cpu", "tiny", 14, 4, "cpuDemo", (32, 64, 64), 2, False, 0,
                   "CPU budget: tiny low-resolution CTs, 80 training iterations per method, predictions without "
                   "test-time mirroring. This proves the pipeline end to end; its Dice values say nothing about either method. Run it on a GPU "
                   "(or with --budget gpu) for numbers that mean something."),
-    "gpu": Budget("gpu", "cuda", "small", 40, 10, "gpuDemo", None, 4, True,
+    "gpu": Budget("gpu", "cuda", "small", 40, 10, "gpuDemo", None, 4, True, 3,
                   "GPU budget: per-kidney ROIs of 40 synthetic patients (10 held out), 30 epochs of 250 "
                   "iterations per method: synthetic data, so compare the methods, not the absolute Dice."),
 }
@@ -118,6 +125,11 @@ def _dataset_name(env: Dict[str, str], dataset_id: int) -> str:
     return matches[0].name
 
 
+def _demote_headings(markdown: str, levels: int) -> str:
+    """`markdown` with every heading `levels` deeper, to nest a document under a section of another."""
+    return "\n".join("#" * levels + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
 def _write_readme(out: Path, budget: Budget, dataset: str, env: Dict[str, str], leaderboard: Path,
                   timings: List[str], board_text: str) -> None:
     text = f"""# nnunet_ppm demo
@@ -145,7 +157,7 @@ results `{env['nnUNet_results']}`.
 
 ## Leaderboard (held-out cases)
 
-{board_text}
+{_demote_headings(board_text, 2)}
 
 ## Time per step
 
@@ -192,7 +204,8 @@ def run_demo(out: Path, budget: Budget, dataset_id: int = 990, seed: int = 0) ->
     dataset = _dataset_name(env, dataset_id)
     raw = Path(env["nnUNet_raw"]) / dataset
     predictions = out / "predictions"
-    common = ["-i", raw / TEST_CASES_NAME, "-d", dataset_id, "-c", "3d_fullres", "-f", "0", "-device", budget.device]
+    common = ["-i", raw / TEST_CASES_NAME, "-d", dataset_id, "-c", "3d_fullres", "-f", "0", "-device", budget.device,
+              "-npp", budget.prediction_processes, "-nps", budget.prediction_processes]
     methods = {"PPMTrainer+CRF+LCC": predictions / "ppm_crf_lcc", "PPMTrainer": predictions / "ppm",
                "nnUNetTrainer": predictions / "nnunet"}
     steps.run("predict held-out cases: PPM + CRF + largest component",
@@ -205,19 +218,21 @@ def run_demo(out: Path, budget: Budget, dataset_id: int = 990, seed: int = 0) ->
               ["nnUNetv2_predict", *common, "-o", methods["nnUNetTrainer"], "-tr", nnunet_trainer, "-p", "nnUNetPlans"])
 
     leaderboard = out / "leaderboard"
-    board_text = steps.run("leaderboard against default nnU-Net",
-                           ["nnunet_ppm", "leaderboard", "-ref", raw / "labelsTs", "-i", raw / TEST_CASES_NAME,
-                            "-dj", raw / "dataset.json", "-o", leaderboard, "--reference", "nnUNetTrainer",
-                            "--pred", *[f"{name}={folder}" for name, folder in methods.items()]])
-    _write_readme(out, budget, dataset, env, leaderboard, steps.timings, board_text.strip())
-    print(f"\n{board_text.strip()}\n\n{budget.note}\nEverything is in {out} (start with {out / 'README.md'}).")
+    steps.run("leaderboard against default nnU-Net",
+              ["nnunet_ppm", "leaderboard", "-ref", raw / "labelsTs", "-i", raw / TEST_CASES_NAME,
+               "-dj", raw / "dataset.json", "-o", leaderboard, "--reference", "nnUNetTrainer",
+               "--pred", *[f"{name}={folder}" for name, folder in methods.items()]])
+    board_text = (leaderboard / "leaderboard.md").read_text(encoding="utf-8").strip()
+    _write_readme(out, budget, dataset, env, leaderboard, steps.timings, board_text)
+    print(f"\n{board_text}\n\n{budget.note}\nEverything is in {out} (start with {out / 'README.md'}).")
     return leaderboard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     parser.add_argument("--budget", choices=["auto", *BUDGETS], default="auto",
-                        help="auto (default): gpu when CUDA is available, else cpu")
+                        help="auto (default): gpu when CUDA is available, else cpu; smoke: every step on tiny CTs in "
+                             "a few minutes, numbers meaningless (what the tests run)")
     parser.add_argument("--dataset-id", type=int, default=990, help="nnU-Net dataset id to use (default 990)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic CTs")
 

@@ -22,6 +22,21 @@ def shared_data_folder(name: str) -> Path:
     return folder
 
 
+SMOKE_RUN_GROUP = "tiny_dataset"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Groups for pytest-xdist (`--dist loadgroup`, pytest.ini): the tests that use the demo's smoke run
+    (`tiny_dataset`, built once per worker process) form one group, run first, as it is the longest; every other
+    module is a group of its own, so that no module-scoped fixture is built twice."""
+    shares_smoke_run = [SMOKE_RUN_GROUP in item.fixturenames for item in items]
+    for item, shares in zip(items, shares_smoke_run):
+        item.add_marker(pytest.mark.xdist_group(SMOKE_RUN_GROUP if shares else item.module.__name__))
+    items[:] = ([item for item, shares in zip(items, shares_smoke_run) if shares]
+                + [item for item, shares in zip(items, shares_smoke_run) if not shares])
+
+
 @pytest.fixture
 def nnunet_dirs(tmp_path, monkeypatch):
     """nnUNet_raw / nnUNet_preprocessed / nnUNet_results under tmp_path, exported for this test."""
@@ -46,7 +61,7 @@ def kits23_labels_dir():
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
-    """The shared tiny synthetic dataset (nnunet_runs.make_tiny_dataset); train models with `.train(...)`."""
+    """The demo's smoke run, shared by the session (nnunet_runs.make_tiny_dataset); more models with `.train(...)`."""
     from nnunet_runs import make_tiny_dataset
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny_nnunet"))
 
@@ -58,3 +73,15 @@ def tiny_env(tiny_dataset, monkeypatch):
         monkeypatch.setenv(name, tiny_dataset.env[name])
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
     return tiny_dataset
+
+
+@pytest.fixture(scope="session")
+def nnunet_ppm_prediction(tiny_dataset, tmp_path_factory):
+    """`nnUNetv2_predict --save_probabilities` of the held-out cases with the session's PPMTrainer_debug model,
+    in nnU-Net's sequential mode (-npp 0 -nps 0: no worker processes): labels, .npz probabilities, .pkl properties."""
+    from nnunet_runs import run_command
+    out = tmp_path_factory.mktemp("nnunet_ppm_prediction")
+    run_command(["nnUNetv2_predict", "-i", tiny_dataset.raw / "imagesTs", "-o", out, "-d", tiny_dataset.dataset_id,
+                 "-c", "3d_fullres", "-f", "0", "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans", "-device", "cpu",
+                 "-npp", "0", "-nps", "0", "--save_probabilities", "--disable_progress_bar"], tiny_dataset.env)
+    return out

@@ -10,7 +10,6 @@ from typing import Callable, Dict, List, Sequence
 
 BIN = Path(sys.executable).parent
 TINY_DATASET_ID = 900
-TINY_PPM_PATCH = ("32", "64", "64")
 
 
 def command_env(root: Path, **extra: str) -> Dict[str, str]:
@@ -62,10 +61,13 @@ def kill_when(args: Sequence[str], env: Dict[str, str], ready: Callable[[], bool
 
 @dataclass
 class TinyDataset:
-    """A synthetic ROI-layout dataset converted to nnU-Net raw, planned by nnU-Net and by `nnunet_ppm plan`."""
+    """The demo's smoke run (`nnunet_ppm demo --budget smoke`): a synthetic ROI-layout dataset converted to nnU-Net
+    raw, planned by nnU-Net and by `nnunet_ppm plan`, PPMTrainer_debug and nnUNetTrainer_debug trained on fold 0,
+    the held-out cases predicted, and the leaderboard (in ``demo``)."""
 
     root: Path
     env: Dict[str, str]
+    demo: Path
     dataset_id: int = TINY_DATASET_ID
     trained: Dict[str, Path] = field(default_factory=dict)
 
@@ -90,20 +92,19 @@ class TinyDataset:
         return self.trained[key]
 
 
-def make_tiny_dataset(root: Path, num_cases: int = 7, test_cases: int = 2) -> TinyDataset:
-    """Generate, convert, nnU-Net plan + preprocess (with integrity check), and `nnunet_ppm plan` (32x64x64, batch 2)."""
-    from nnunet_ppm.dataset_conversion.convert import convert_dataset
-    from nnunet_ppm.dataset_conversion.synthesize import synthesize
+def make_tiny_dataset(root: Path) -> TinyDataset:
+    """`nnunet_ppm demo --budget smoke` (7 tiny CTs, 2 held out; PPM patch 32x64x64, batch 2) with nnU-Net's
+    folders under ``root``; its two trained models are the dataset's first ``.train`` results."""
+    from nnunet_ppm.demo import BUDGETS
 
     env = command_env(root)
-    source = synthesize(root / "source", num_cases=num_cases, seed=0, preset="tiny", layout="roi")
-    convert_dataset(source, TINY_DATASET_ID, layout="roi", raw_dir=env["nnUNet_raw"], test_cases=test_cases,
-                    progress=False)
-    run_command(["nnUNetv2_plan_and_preprocess", "-d", TINY_DATASET_ID, "-c", "3d_fullres", "-np", "1",
-                 "--verify_dataset_integrity"], env)
-    run_command(["nnunet_ppm", "plan", "-d", TINY_DATASET_ID, "--patch", *TINY_PPM_PATCH, "--batch-size", "2",
-                 "-np", "1"], env)
-    return TinyDataset(root, env)
+    run_command(["nnunet_ppm", "demo", "--budget", "smoke", "--out", root / "demo", "--dataset-id", TINY_DATASET_ID],
+                env)
+    dataset = TinyDataset(root, env, root / "demo")
+    suffix = BUDGETS["smoke"].trainer_suffix
+    for trainer, plans in ((f"PPMTrainer_{suffix}", "nnUNetPPMPlans"), (f"nnUNetTrainer_{suffix}", "nnUNetPlans")):
+        dataset.trained[f"{trainer}__{plans}__0"] = dataset.results(trainer, plans)
+    return dataset
 
 
 def case_ids(folder: Path, ending: str = ".nii.gz") -> List[str]:

@@ -1,9 +1,10 @@
-"""Every bad input of `evaluate`, `postprocess`, `plan` and `leaderboard` is refused, naming the case or file,
+"""Every bad input of `evaluate`, `postprocess`, `plan`, `leaderboard` and `localize` is refused, naming the case or file,
 what was expected and what was found; the inputs stay untouched (checksummed before and after).
 
 The bad inputs of `convert` are in test_convert_inputs.py (BAD_INPUTS).
 """
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -184,3 +185,23 @@ def test_plan_and_leaderboard_refuse_a_dataset_id_that_does_not_exist(nnunet_dir
     with pytest.raises(SystemExit, match=r"nnunet_ppm leaderboard: Dataset778_Missing: no reference labels found"):
         main(["leaderboard", "-d", "Dataset778_Missing"])
     assert all(not any(folder.iterdir()) for folder in nnunet_dirs.values()), "nothing written"
+
+
+# ---------------------------------------------------------------- localize
+
+
+def test_localize_refuses_a_coarse_model_whose_labels_are_not_kidney_and_tumor(tmp_path):
+    model = tmp_path / "Dataset501_Liver" / "nnUNetTrainer__nnUNetPlans__3d_lowres"
+    model.mkdir(parents=True)
+    (model / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": 1, "tumor": 2},
+                                                    "channel_names": {"0": "CT"}, "file_ending": ".nii.gz"}))
+    (tmp_path / "cts").mkdir()
+    write_volume(tmp_path / "cts" / "ct_0000.nii.gz", kidney_with_tumor().astype(np.int16))
+    before = checksums(tmp_path)
+    with pytest.raises(SystemExit) as refused:
+        main(["localize", "-i", str(tmp_path / "cts"), "-o", str(tmp_path / "boxes.json"), "--coarse-model", str(model),
+              "-device", "cpu"])
+    assert refused.value.code == (f"nnunet_ppm localize: {model / 'dataset.json'}: the coarse model must predict kidney 1 "
+                                  f"and tumor 2 (the labels of `nnunet_ppm convert`); its labels are "
+                                  f"{{'background': 0, 'liver': 1, 'tumor': 2}}")
+    assert checksums(tmp_path) == before and not (tmp_path / "boxes.json").exists()

@@ -1,4 +1,7 @@
-"""nnU-Net accepts what `nnunet_ppm synth` + `nnunet_ppm convert` produce (real commands, tiny cases, CPU)."""
+"""nnU-Net accepts what `nnunet_ppm synth` + `nnunet_ppm convert` produce (real commands, tiny cases, CPU).
+
+`nnUNetv2_plan_and_preprocess --verify_dataset_integrity` itself runs on whole CTs in the demo's smoke run (the
+`tiny_dataset` fixture) and on per-kidney ROIs in test_heldout_split.py."""
 import os
 import sys
 from pathlib import Path
@@ -6,25 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from nnunet_runs import command_env, run_command
+from nnunet_runs import run_command
 
 from nnunet_ppm.dataset_conversion.convert import convert_dataset
 from nnunet_ppm.dataset_conversion.synthesize import synthesize
-
-
-@pytest.mark.integration
-def test_plan_and_preprocess_accepts_tiny_roi_datasets(tmp_path):
-    """The real commands end to end on per-kidney ROIs (whole CTs: the shared `tiny_dataset` fixture)."""
-    env = command_env(tmp_path)
-    source = tmp_path / "synthetic"
-    run_command(["nnunet_ppm", "synth", source, "--cases", "2", "--seed", "0"], env)
-    run_command(["nnunet_ppm", "convert", "roi", source, "-d", "602", "--roi", "--roi-size", "100mm", "--keep-healthy"], env)
-    output = run_command(["nnUNetv2_plan_and_preprocess", "-d", "602", "--verify_dataset_integrity",
-                          "-c", "3d_fullres", "-npfp", "1", "-np", "1"], env).stdout
-    assert "verify_dataset_integrity Done" in output
-    preprocessed = Path(env["nnUNet_preprocessed"]) / "Dataset602_KidneyTumorROI"
-    assert (preprocessed / "nnUNetPlans.json").is_file()
-    assert len(list((preprocessed / "nnUNetPlans_3d_fullres").glob("*.pkl"))) == 4, "two ROIs per patient"
 
 
 def verify(*folders):
@@ -59,15 +47,13 @@ def smallest(folder, count, having=None):
 
 
 @pytest.mark.integration
-def test_cts_painted_on_real_kits19_labels_pass_nnunet_verification(tmp_path, kits19_labels_dir):
-    source = synthesize(tmp_path / "kits19", labels_from=smallest(kits19_labels_dir, 2), layout="kits19", progress=False)
-    verify(*[convert_dataset(source, dataset_id, "kits19", roi=roi, raw_dir=tmp_path, progress=False)
-             for dataset_id, roi in ((711, False), (712, True))])
-
-
-@pytest.mark.integration
-def test_cts_painted_on_real_kits23_labels_pass_nnunet_verification(tmp_path, kits23_labels_dir):
-    source = synthesize(tmp_path / "kits23", labels_from=smallest(kits23_labels_dir, 1, having=3), layout="kits23",
+def test_cts_painted_on_real_kits19_and_kits23_labels_pass_nnunet_verification(tmp_path, kits19_labels_dir,
+                                                                               kits23_labels_dir):
+    kits19 = synthesize(tmp_path / "kits19", labels_from=smallest(kits19_labels_dir, 2), layout="kits19",
                         progress=False)
-    verify(*[convert_dataset(source, dataset_id, "kits23", roi=roi, keep_cyst=True, raw_dir=tmp_path, progress=False)
+    kits23 = synthesize(tmp_path / "kits23", labels_from=smallest(kits23_labels_dir, 1, having=3), layout="kits23",
+                        progress=False)
+    verify(*[convert_dataset(kits19, dataset_id, "kits19", roi=roi, raw_dir=tmp_path, progress=False)
+             for dataset_id, roi in ((711, False), (712, True))],
+           *[convert_dataset(kits23, dataset_id, "kits23", roi=roi, keep_cyst=True, raw_dir=tmp_path, progress=False)
              for dataset_id, roi in ((721, False), (722, True))])

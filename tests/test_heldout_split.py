@@ -180,7 +180,8 @@ print("SPLITS " + json.dumps(folds))
 
 @pytest.mark.integration
 def test_nnunet_trains_on_patient_grouped_folds_of_a_roi_dataset(tmp_path):
-    """convert --roi, then nnU-Net's own planning and trainer: every fold validates whole patients."""
+    """convert --roi, then nnU-Net's own dataset check, planning, preprocessing and trainer: every fold validates
+    whole patients."""
     env = command_env(tmp_path)
     source = synthesize(tmp_path / "source", num_cases=6, seed=0, preset="tiny", layout="roi", progress=False)
     output = run_command(["nnunet_ppm", "convert", "roi", source, "-d", "610", "--roi", "--roi-size", "100mm",
@@ -189,7 +190,10 @@ def test_nnunet_trains_on_patient_grouped_folds_of_a_roi_dataset(tmp_path):
     raw = Path(env["nnUNet_raw"]) / "Dataset610_KidneyTumorROI"
     case_patients = {e["roi_case"]: e["source_case"] for e in json.loads((raw / "roi_manifest.json").read_text())}
     assert len(case_patients) == 10, "five training patients, two ROIs each"
-    run_command(["nnUNetv2_plan_and_preprocess", "-d", "610", "-c", "3d_fullres", "-np", "1", "-npfp", "1"], env)
+    output = run_command(["nnUNetv2_plan_and_preprocess", "-d", "610", "-c", "3d_fullres", "-np", "1", "-npfp", "1",
+                          "--verify_dataset_integrity"], env).stdout
+    assert "verify_dataset_integrity Done" in output
+    assert len(list((Path(env["nnUNet_preprocessed"]) / raw.name / "nnUNetPlans_3d_fullres").glob("*.pkl"))) == 10
     preprocessed = Path(env["nnUNet_preprocessed"]) / raw.name / "splits_final.json"
     splits = json.loads(preprocessed.read_text(encoding="utf-8"))
     assert splits == json.loads((raw / "splits_final.json").read_text(encoding="utf-8"))

@@ -1,9 +1,10 @@
 """Seeded tiny trainings: the same data give the same model, and a training killed mid-epoch resumes exactly.
 
-Two `nnUNetv2_train -tr PPMTrainer_debug` runs (2 epochs of 3 iterations, checkpoint_latest.pth after every
-epoch, seed 0) are SIGKILLed in epoch 1, each leaving the checkpoint of epoch 0. One of them is resumed with
-`--c`; its final model must equal the uninterrupted session model's. CPU, nnUNet_n_proc_DA=0 (no data-loading
-workers, whose batch order nnU-Net leaves to chance); no single-thread setting was needed for exactness.
+A `nnUNetv2_train -tr PPMTrainer_debug` run (2 epochs of 2 iterations, checkpoint_latest.pth after every
+epoch, seed 0) is SIGKILLed in epoch 1, leaving the checkpoint of epoch 0, and resumed with `--c`; its final
+model must equal the uninterrupted session model's (trained by another process: the same data and seed give
+the same model). CPU, nnUNet_n_proc_DA=0 (no data-loading workers, whose batch order nnU-Net leaves to
+chance); no single-thread setting was needed for exactness.
 """
 import re
 from pathlib import Path
@@ -51,38 +52,25 @@ def _assert_same_weights(found: dict, expected: dict, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def killed_trainings(tiny_dataset, tmp_path_factory):
-    """Two trainings killed (SIGKILL, whole process group) in epoch 1: their nnUNet_results folders' fold_0."""
-    folds = []
-    for run in ("a", "b"):
-        root = tmp_path_factory.mktemp(f"killed_training_{run}")
-        env = {**tiny_dataset.env, "nnUNet_results": str(root / "results"), "nnUNet_n_proc_DA": "0"}
-        fold = _fold(root / "results", tiny_dataset)
-        kill_when(_train_args(tiny_dataset), env, lambda: _in_epoch_1(fold), root / "output.txt")
-        folds.append(fold)
-    return folds
+def killed_training(tiny_dataset, tmp_path_factory):
+    """A training killed (SIGKILL, whole process group) in epoch 1: its nnUNet_results folder's fold_0."""
+    root = tmp_path_factory.mktemp("killed_training")
+    env = {**tiny_dataset.env, "nnUNet_results": str(root / "results"), "nnUNet_n_proc_DA": "0"}
+    fold = _fold(root / "results", tiny_dataset)
+    kill_when(_train_args(tiny_dataset), env, lambda: _in_epoch_1(fold), root / "output.txt")
+    return fold
 
 
-def test_killed_training_leaves_the_checkpoint_of_its_last_complete_epoch(killed_trainings):
-    for fold in killed_trainings:
-        assert not (fold / "checkpoint_final.pth").exists()
-        assert _load(fold / "checkpoint_latest.pth")["current_epoch"] == 1, \
-            "the kill came after epoch 1 had ended: the test did not interrupt an epoch"
+def test_killed_training_leaves_the_checkpoint_of_its_last_complete_epoch(killed_training):
+    assert not (killed_training / "checkpoint_final.pth").exists()
+    assert _load(killed_training / "checkpoint_latest.pth")["current_epoch"] == 1, \
+        "the kill came after epoch 1 had ended: the test did not interrupt an epoch"
+    assert "seed 0 (nnUNet_ppm_seed, default 0)" in _logs(killed_training)[0].read_text(encoding="utf-8"), \
+        "the seed is not logged"
 
 
-def test_the_same_data_and_seed_give_the_same_model(killed_trainings):
-    """Two 1-epoch trainings (epoch 0 of two runs in separate processes): identical weights and optimizer state."""
-    first, second = (_load(fold / "checkpoint_latest.pth") for fold in killed_trainings)
-    _assert_same_weights(second["network_weights"], first["network_weights"], "network weights")
-    momentum = [(a["momentum_buffer"], b["momentum_buffer"]) for a, b in
-                zip(first["optimizer_state"]["state"].values(), second["optimizer_state"]["state"].values())]
-    assert momentum and all(torch.equal(a, b) for a, b in momentum), "SGD momentum differs"
-    for fold in killed_trainings:
-        assert "seed 0 (nnUNet_ppm_seed, default 0)" in _logs(fold)[0].read_text(encoding="utf-8"), "the seed is not logged"
-
-
-def test_killed_training_resumes_with_the_epoch_and_rate_of_its_checkpoint(killed_trainings, tiny_dataset):
-    fold = killed_trainings[0]
+def test_killed_training_resumes_with_the_epoch_and_rate_of_its_checkpoint(killed_training, tiny_dataset):
+    fold = killed_training
     env = {**tiny_dataset.env, "nnUNet_results": str(fold.parents[2]), "nnUNet_n_proc_DA": "0"}
     logs_before = set(_logs(fold))
     run_command(_train_args(tiny_dataset, "--c"), env)
@@ -99,7 +87,11 @@ def test_killed_training_resumes_with_the_epoch_and_rate_of_its_checkpoint(kille
     assert re.search(r": Epoch 1 *\n.*Current learning rate: ([0-9.e-]+)", text).group(1) == str(round(schedule[1], 5))
     assert final["logging"]["lrs"] == schedule, "learning rate per epoch"
     assert not (fold / "checkpoint_latest.pth").exists()
-    # epochs are seeded from (seed, epoch), so killed + resumed == uninterrupted (the session's model)
+    # epochs are seeded from (seed, epoch), so killed + resumed == uninterrupted (the session's model, trained in
+    # another process): weights and SGD momentum
     uninterrupted = _load(tiny_dataset.train(TRAINER, PLANS) / "fold_0" / "checkpoint_final.pth")
     _assert_same_weights(final["network_weights"], uninterrupted["network_weights"],
                          "killed + resumed vs uninterrupted training")
+    momentum = [(a["momentum_buffer"], b["momentum_buffer"]) for a, b in
+                zip(final["optimizer_state"]["state"].values(), uninterrupted["optimizer_state"]["state"].values())]
+    assert momentum and all(torch.equal(a, b) for a, b in momentum), "SGD momentum differs"

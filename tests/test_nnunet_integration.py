@@ -1,4 +1,5 @@
 """Real nnU-Net commands on the tiny synthetic dataset, on the CPU: plan, train, predict, and the 2x2 ablation."""
+import errno
 import shutil
 
 import numpy as np
@@ -15,33 +16,28 @@ from nnunet_runs import case_ids, run_command
 pytestmark = pytest.mark.integration
 
 
-def _predict(tiny_dataset, out, *extra):
-    run_command(["nnUNetv2_predict", "-i", tiny_dataset.raw / "imagesTs", "-o", out, "-d", tiny_dataset.dataset_id,
-                 "-c", "3d_fullres", "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1", *extra], tiny_dataset.env)
-
-
-def test_ppm_trainer_trains_and_nnunet_predicts_with_it(tiny_dataset, tmp_path):
+def test_ppm_trainer_trains_and_nnunet_predicts_with_it(tiny_dataset, nnunet_ppm_prediction, tmp_path):
     model = tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
     assert (model / "fold_0" / "validation" / "summary.json").is_file()
 
-    _predict(tiny_dataset, tmp_path / "pred", "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans")
     cases = case_ids(tiny_dataset.raw / "labelsTs")
-    assert cases and case_ids(tmp_path / "pred") == cases
+    assert cases and case_ids(nnunet_ppm_prediction) == cases
     for case in cases:
         image = sitk.ReadImage(str(tiny_dataset.raw / "imagesTs" / f"{case}_0000.nii.gz"))
-        prediction = sitk.ReadImage(str(tmp_path / "pred" / f"{case}.nii.gz"))
+        prediction = sitk.ReadImage(str(nnunet_ppm_prediction / f"{case}.nii.gz"))
         assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= {0, 1, 2}
         assert prediction.GetSize() == image.GetSize()
         np.testing.assert_allclose(prediction.GetSpacing(), image.GetSpacing(), rtol=1e-6)
         np.testing.assert_allclose(prediction.GetOrigin(), image.GetOrigin(), atol=1e-4)
         np.testing.assert_allclose(prediction.GetDirection(), image.GetDirection(), atol=1e-6)
 
+    # nnU-Net's other entry point, with its preprocessing and export workers: the same labels
     run_command(["nnUNetv2_predict_from_modelfolder", "-i", tiny_dataset.raw / "imagesTs", "-o", tmp_path / "pred_mf",
                  "-m", model, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], tiny_dataset.env)
     for case in cases:
-        same = [sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / folder / f"{case}.nii.gz")))
-                for folder in ("pred", "pred_mf")]
+        same = [sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{case}.nii.gz")))
+                for folder in (nnunet_ppm_prediction, tmp_path / "pred_mf")]
         np.testing.assert_array_equal(*same)
 
 
@@ -74,7 +70,8 @@ def test_one_training_step_of_each_ablation_cell(tiny_env, trainer_name, plans, 
             print(f"\n{trainer_name} + {plans}: output sizes {[tuple(o.shape[2:]) for o in outputs]}, "
                   f"deep supervision loss weights {[round(float(w), 4) for w in weights]}")
         assert [o.shape[2:] for o in outputs] == [t.shape[2:] for t in batch["target"]]
-        assert len(weights) == len(outputs) == 3 and sum(w > 0 for w in weights) >= 2
+        # nnU-Net's weights 1, 1/2, 1/4 with the last set to 0, normalised: the 1/2 output is trained too
+        assert len(outputs) == 3 and [float(w) for w in weights] == pytest.approx([2 / 3, 1 / 3, 0.0])
     else:
         assert torch.is_tensor(outputs) and outputs.shape[2:] == batch["target"].shape[2:]
 
@@ -109,6 +106,30 @@ def test_resumed_training_gets_the_rate_of_its_epoch(tiny_env, tmp_path):
         assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
     finally:
         shutil.rmtree(resumed.output_folder_base)
+
+
+def test_a_checkpoint_save_that_fails_midway_keeps_the_previous_checkpoint(tiny_env, tmp_path, monkeypatch):
+    """The disk fills up while torch.save writes: the previous checkpoint stays whole, no temporary file is left."""
+    trainer = _trainer("PPMTrainer", "nnUNetPPMPlans")
+    try:
+        checkpoint = tmp_path / "checkpoint_latest.pth"
+        trainer.current_epoch = 3
+        trainer.save_checkpoint(str(checkpoint))
+        before = checkpoint.read_bytes()
+
+        def save_half_then_fill_the_disk(obj, f, *args, **kwargs):
+            with open(f, "wb") as file:
+                file.write(before[: len(before) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+        monkeypatch.setattr(torch, "save", save_half_then_fill_the_disk)
+        trainer.current_epoch = 4
+        with pytest.raises(OSError, match=f"cannot write {checkpoint}: No space left on device"):
+            trainer.save_checkpoint(str(checkpoint))
+    finally:
+        shutil.rmtree(trainer.output_folder_base)
+    assert checkpoint.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [checkpoint.name]
+    assert torch.load(checkpoint, map_location="cpu", weights_only=False)["current_epoch"] == 4, "the epoch-3 save"
 
 
 def test_preprocessed_case_is_the_papers_formula(tiny_env):

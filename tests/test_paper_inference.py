@@ -98,7 +98,7 @@ def test_paper_run_equals_the_explicit_flags_run(tiny_dataset, tmp_path):
     images.mkdir()
     shutil.copyfile(tiny_dataset.raw / "imagesTs" / f"{case}_0000.nii.gz", images / f"{case}_0000.nii.gz")
     common = ["-i", images, "-d", tiny_dataset.dataset_id, "-c", "3d_fullres", "-tr", "PPMTrainer_debug",
-              "-p", "nnUNetPPMPlans", "-device", "cpu", "-npp", "1", "-nps", "0", "--disable_progress_bar",
+              "-p", "nnUNetPPMPlans", "-device", "cpu", "-npp", "0", "-nps", "0", "--disable_progress_bar",
               "--save_probabilities"]
     run_command(["nnunet_ppm", "predict", *common, "-o", tmp_path / "paper", "--paper"], env)
     run_command(["nnunet_ppm", "predict", *common, "-o", tmp_path / "explicit", "-f", "0", "--aggregation", "vote",

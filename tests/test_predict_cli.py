@@ -1,7 +1,8 @@
 """`nnunet_ppm predict` == `nnUNetv2_predict --save_probabilities` + `nnunet_ppm postprocess`, on a PPMTrainer_debug model.
 
 `nnunet_ppm predict` runs as two parts into one output folder (-num_parts 2 -part_id 0/1, how a cohort is split
-over GPUs or machines): together the parts must predict every case exactly once.
+over GPUs or machines), one with worker processes and one without: together the parts must predict every case
+exactly once, and both modes give the two-step labels.
 
 One run with `--aggregation vote --crf-params <tune-crf's JSON> --crf-backend pydensecrf` is checked against
 `nnunet_ppm postprocess` of its own probabilities, and is the uninterrupted reference of a run SIGKILLed after
@@ -28,33 +29,41 @@ def _arrays(folder, cases):
     return {case: sitk.ReadImage(str(folder / f"{case}.nii.gz")) for case in cases}
 
 
-def test_predict_equals_nnunetv2_predict_followed_by_postprocess(tiny_dataset, tmp_path):
-    tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
+def test_predict_equals_nnunetv2_predict_followed_by_postprocess(tiny_dataset, nnunet_ppm_prediction, tmp_path):
     images = tiny_dataset.raw / "imagesTs"
-    model = ["-i", images, "-d", tiny_dataset.dataset_id, "-c", "3d_fullres", "-f", "0", "-tr", "PPMTrainer_debug",
-             "-p", "nnUNetPPMPlans", "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"]
-    run_command(["nnUNetv2_predict", *model, "-o", tmp_path / "nnunet", "--save_probabilities"], tiny_dataset.env)
-    run_command(["nnunet_ppm", "postprocess", "-i", tmp_path / "nnunet", "-r", images, "-o", tmp_path / "two_steps",
+    run_command(["nnunet_ppm", "postprocess", "-i", nnunet_ppm_prediction, "-r", images, "-o", tmp_path / "two_steps",
                  "-np", "1", "--disable_progress_bar"], tiny_dataset.env)
-    written = []  # {case: modification time} after each part
+    model = ["-i", images, "-d", tiny_dataset.dataset_id, "-c", "3d_fullres", "-f", "0", "-tr", "PPMTrainer_debug",
+             "-p", "nnUNetPPMPlans", "-device", "cpu", "--disable_progress_bar", "--save_probabilities"]
+    # part 0 with a preprocessing and an export worker, part 1 without worker processes
+    workers = {0: ["-npp", "1", "-nps", "1"], 1: ["-npp", "0", "-nps", "0"]}
+    parts = []  # the cases written by each part
     for part in (0, 1):
-        run_command(["nnunet_ppm", "predict", *model, "-o", tmp_path / "ppm", "--save_probabilities",
-                     "-num_parts", "2", "-part_id", part], tiny_dataset.env)
-        written.append({case: (tmp_path / "ppm" / f"{case}.nii.gz").stat().st_mtime_ns
-                        for case in case_ids(tmp_path / "ppm")})
+        before = set(case_ids(tmp_path / "ppm")) if part else set()
+        run_command(["nnunet_ppm", "predict", *model, *workers[part], "-o", tmp_path / "ppm", "-num_parts", "2",
+                     "-part_id", part], tiny_dataset.env)
+        parts.append(set(case_ids(tmp_path / "ppm")) - before)
+        for case in parts[0]:  # a rewrite by part 1 would give the file a new time (and a new inode)
+            os.utime(tmp_path / "ppm" / f"{case}.nii.gz", ns=(0, 0))
+    inodes = {case: (tmp_path / "ppm" / f"{case}.nii.gz").stat().st_ino for case in parts[0]}
 
     cases = case_ids(images, "_0000.nii.gz")
-    assert len(cases) >= 2 and sorted(written[1]) == cases
-    assert 0 < len(written[0]) < len(cases), "each part predicts some of the cases"
-    assert all(written[1][case] == time for case, time in written[0].items()), "part 1 rewrote a case of part 0"
-    two_steps, one_step = _arrays(tmp_path / "two_steps", cases), _arrays(tmp_path / "ppm", cases)
+    assert len(cases) >= 2 and sorted(parts[0] | parts[1]) == cases and parts[0] and parts[1]
+    assert not parts[0] & parts[1], "each part predicts its own cases"
+    for case in parts[0]:
+        stat = (tmp_path / "ppm" / f"{case}.nii.gz").stat()
+        assert (stat.st_mtime_ns, stat.st_ino) == (0, inodes[case]), f"part 1 rewrote {case} of part 0"
+    # the demo's smoke run predicted the same cases with the same model and defaults, in one call, in-process
+    demo = tiny_dataset.demo / "predictions" / "ppm_crf_lcc"
+    two_steps, one_step, in_demo = (_arrays(folder, cases) for folder in (tmp_path / "two_steps", tmp_path / "ppm", demo))
     for case in cases:
-        expected, found = sitk.GetArrayFromImage(two_steps[case]), sitk.GetArrayFromImage(one_step[case])
-        np.testing.assert_array_equal(found, expected, err_msg=case)
-        assert found.any(), f"{case}: the debug model should predict some foreground for this test to mean something"
+        expected = sitk.GetArrayFromImage(two_steps[case])
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(one_step[case]), expected, err_msg=case)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(in_demo[case]), expected, err_msg=f"demo: {case}")
+        assert expected.any(), f"{case}: the debug model should predict some foreground for this test to mean something"
         for geometry in ("GetSpacing", "GetOrigin", "GetDirection"):
             assert getattr(one_step[case], geometry)() == getattr(two_steps[case], geometry)()
-        with np.load(tmp_path / "nnunet" / f"{case}.npz") as nnunet, np.load(tmp_path / "ppm" / f"{case}.npz") as ppm:
+        with np.load(nnunet_ppm_prediction / f"{case}.npz") as nnunet, np.load(tmp_path / "ppm" / f"{case}.npz") as ppm:
             np.testing.assert_array_equal(ppm["probabilities"], nnunet["probabilities"])
     assert not list(tmp_path.glob("*/.tmp-*")), "no temporary files may be left behind"
 
@@ -93,15 +102,15 @@ def tuned_crf_params(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def vote_prediction(tiny_dataset, tuned_crf_params, tmp_path_factory) -> SimpleNamespace:
     """An uninterrupted `predict --aggregation vote --crf-params TUNED --crf-backend pydensecrf --save_probabilities`
-    of three training cases with the session's PPMTrainer_debug model."""
+    of two training cases with the session's PPMTrainer_debug model."""
     tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
     root = tmp_path_factory.mktemp("vote_prediction")
     images = root / "images"
     images.mkdir()
-    for case in case_ids(tiny_dataset.raw / "imagesTr", "_0000.nii.gz")[:3]:
+    for case in case_ids(tiny_dataset.raw / "imagesTr", "_0000.nii.gz")[:2]:
         shutil.copy(tiny_dataset.raw / "imagesTr" / f"{case}_0000.nii.gz", images)
     args = ["nnunet_ppm", "predict", "-i", images, "-d", tiny_dataset.dataset_id, "-c", "3d_fullres", "-f", "0",
-            "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans", "-device", "cpu", "-npp", "1", "-nps", "1",
+            "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans", "-device", "cpu", "-npp", "0", "-nps", "0",
             "--disable_progress_bar", "--save_probabilities", "--aggregation", "vote",
             "--crf-params", tuned_crf_params, "--crf-backend", "pydensecrf"]
     run_command([*args, "-o", root / "out"], tiny_dataset.env)

@@ -11,7 +11,7 @@ NEEDS_SHARED_DATA = "tests/test_synthetic.py::test_painting_keeps_the_real_label
 
 def run_without_shared_data(ci: str, tmp_path) -> subprocess.CompletedProcess:
     env = {**os.environ, "CI": ci, "NNUNET_PPM_SHARED_DATA": str(tmp_path / "absent")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", NEEDS_SHARED_DATA],
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", NEEDS_SHARED_DATA],
                           cwd=REPO_ROOT, env=env, capture_output=True, encoding="utf-8", errors="replace")
 
 

@@ -3,6 +3,7 @@
 That a seeded training gives the same model, and resumes exactly, is tested on real trainings in
 test_interrupted_training.py."""
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -34,7 +35,14 @@ def test_training_keeps_mirroring_but_inference_does_not():
                                             (PPMTrainer_cpuDemo, True), (nnUNetTrainer_cpuDemo, True),
                                             (PPMTrainer_gpuDemo, False), (nnUNetTrainer_gpuDemo, False)])
 def test_cpu_variants_skip_test_time_mirroring_gpu_ones_do_not(trainer, skips):
-    assert issubclass(trainer, NoTestTimeMirroring) is skips
+    """The variant's own configure method (its whole MRO, nnU-Net's or PPMTrainer's included) on a 32x64x64 patch;
+    the trainer is not built (no plans needed): only what the method reads is set."""
+    configured = object.__new__(trainer)
+    configured.configuration_manager = SimpleNamespace(patch_size=[32, 64, 64])
+    configured.print_to_log_file = lambda *args, **kwargs: None
+    training_mirror_axes = configured.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[3]
+    assert training_mirror_axes == (0, 1, 2), "training keeps its mirroring augmentation"
+    assert configured.inference_allowed_mirroring_axes == (None if skips else (0, 1, 2))
 
 
 def test_the_seed_is_nnUNet_ppm_seed_else_the_default(monkeypatch):

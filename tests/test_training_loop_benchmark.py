@@ -8,6 +8,8 @@ import pytest
 import torch
 from nnunetv2.run.run_training import get_trainer_from_args
 
+from nnunet_ppm.demo import BUDGETS
+
 pytestmark = pytest.mark.integration
 TRAIN_STEP_PAUSE, VALIDATION_PAUSE = 0.3, 0.6  # seconds added to the timed iterations / to the untimed validation
 
@@ -35,7 +37,8 @@ def test_benchmark_trainer_times_each_epoch_and_writes_no_checkpoint(tiny_env, t
         epoch_seconds = (trainer.logger.get_value("epoch_end_timestamps", step=0)
                          - trainer.logger.get_value("epoch_start_timestamps", step=0))  # nnU-Net's own epoch time
         assert TRAIN_STEP_PAUSE <= seconds <= epoch_seconds - VALIDATION_PAUSE, (seconds, epoch_seconds)
-        assert (result["iterations_per_epoch"], result["batch_size"], result["patch_size"]) == (1, 2, [32, 64, 64])
+        assert (result["iterations_per_epoch"], result["batch_size"], result["patch_size"]) == (
+            1, BUDGETS["smoke"].ppm_batch_size, list(BUDGETS["smoke"].ppm_patch))
         assert result["data_loading"] is data_loading
         assert not list(fold.glob("checkpoint_*.pth"))
     finally:

@@ -7,6 +7,8 @@ and `predict-ct` run as commands; the pasted-back label map equals the ROI
 predictions inside the boxes and is background outside.
 """
 import json
+import os
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,7 +22,7 @@ from nnunet_ppm.localization.localizer import ct_cases
 from nnunet_ppm.localization.registration import RegistrationSettings
 from nnunet_ppm.whole_ct.recall import roi_recall
 from nnunet_ppm.whole_ct.rois import rois_for
-from nnunet_runs import command_env, run_command
+from nnunet_runs import command_env, kill_when, run_command
 from whole_ct_cases import painted_dataset
 
 pytestmark = pytest.mark.integration  # the atlases come from `nnunet_ppm atlas build`, run as a command
@@ -96,28 +98,32 @@ def test_localising_a_ct_again_with_other_workers_and_threads_gives_identical_bo
 
 @pytest.fixture(scope="module")
 def localized(whole_cts):
-    """`nnunet_ppm localize --atlases` on the painted CTs: the JSON it wrote."""
+    """`nnunet_ppm localize --atlases` on the painted CTs: the JSON it wrote (``path``) and the command's wall time."""
     out = whole_cts.root / "boxes.json"
+    start = time.perf_counter()
     run_command(["nnunet_ppm", "localize", "-i", whole_cts.images, "-o", out, "--atlases", whole_cts.atlases,
                  "--registration-iterations", ITERATIONS, "--registration-seed", SEED, "--registration-workers", 2,
                  "--disable_progress_bar"], command_env(whole_cts.root))
-    return out
+    return SimpleNamespace(path=out, wall_seconds=time.perf_counter() - start)
 
 
 def test_localize_reports_boxes_confidence_and_time_and_reads_its_own_output_back(whole_cts, localized):
-    report = json.loads(localized.read_text())
+    report = json.loads(localized.path.read_text())
     assert report["localizer"]["kind"] == "atlas" and report["localizer"]["atlas_names"] == list(ATLAS_CASES)
     registration = report["localizer"]["registration"]
     assert (registration["seed"], registration["metric_sampling_seed"]) == (SEED, SEED + 1), "ITK's 0 is the clock"
     assert sorted(report["cases"]) == list(TARGET_CASES)
     for case, entry in report["cases"].items():
         assert [k["side"] for k in entry["kidneys"]] == ["right", "left"]
-        assert entry["seconds"] > 0 and 0 < entry["confidence"] <= 1
+        assert 0 < entry["confidence"] <= 1
         shape = sitk.GetArrayViewFromImage(sitk.ReadImage(str(whole_cts.images / f"{case}_0000.nii.gz"))).shape
         for kidney in entry["kidneys"]:
             assert all(0 <= start < stop <= size for (start, stop), size in zip(kidney["kidney_box"], shape))
+    # each CT's time is a share of the command's (which also started Python, loaded the atlases, wrote the JSON)
+    seconds = [entry["seconds"] for entry in report["cases"].values()]
+    assert all(s > 0 for s in seconds) and sum(seconds) < localized.wall_seconds, (seconds, localized.wall_seconds)
     again = whole_cts.root / "boxes_again.json"
-    run_command(["nnunet_ppm", "localize", "-i", whole_cts.images, "-o", again, "--boxes", localized,
+    run_command(["nnunet_ppm", "localize", "-i", whole_cts.images, "-o", again, "--boxes", localized.path,
                  "--disable_progress_bar"], command_env(whole_cts.root))
     boxes = lambda r: {c: [k["kidney_box"] for k in e["kidneys"]] for c, e in r["cases"].items()}  # noqa: E731
     assert boxes(json.loads(again.read_text())) == boxes(report)
@@ -127,20 +133,26 @@ def _array(path):
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def test_predict_ct_pastes_the_roi_predictions_back_exactly_and_reports_a_ct_without_kidneys(
-        whole_cts, localized, tiny_dataset, tmp_path):
+@pytest.fixture(scope="module")
+def predict_ct_run(whole_cts, localized, tiny_dataset, tmp_path_factory):
+    """An uninterrupted `predict-ct --boxes` of both CTs, one of them left out of the boxes (no kidney found)."""
     tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")  # stands in for an ROI model
-    found, missing = TARGET_CASES
-    report = json.loads(localized.read_text())
-    del report["cases"][missing]
-    boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps(report))
-    out = tmp_path / "out"
-    run_command(["nnunet_ppm", "predict-ct", "-i", whole_cts.images, "-o", out, "-d", tiny_dataset.dataset_id,
-                 "-c", "3d_fullres", "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans", "-f", "0", "-device", "cpu",
-                 "-npp", "1", "-nps", "0", "--no-crf", "--boxes", boxes, "--roi-size", "110mm",
-                 "--roi-margin", "10mm", "--keep-rois", "--disable_progress_bar"], tiny_dataset.env)
+    root = tmp_path_factory.mktemp("predict_ct")
+    report = json.loads(localized.path.read_text())
+    del report["cases"][TARGET_CASES[1]]
+    (root / "boxes.json").write_text(json.dumps(report))
+    args = ["nnunet_ppm", "predict-ct", "-i", whole_cts.images, "-d", tiny_dataset.dataset_id, "-c", "3d_fullres",
+            "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans", "-f", "0", "-device", "cpu", "-npp", "0", "-nps", "0",
+            "--no-crf", "--boxes", root / "boxes.json", "--roi-size", "110mm", "--roi-margin", "10mm", "--keep-rois",
+            "--disable_progress_bar"]
+    run_command([*args, "-o", root / "out"], tiny_dataset.env)
+    return SimpleNamespace(root=root, args=args, out=root / "out")
 
+
+def test_predict_ct_pastes_the_roi_predictions_back_exactly_and_reports_a_ct_without_kidneys(
+        whole_cts, predict_ct_run):
+    found, missing = TARGET_CASES
+    out = predict_ct_run.out
     ct = sitk.ReadImage(str(whole_cts.images / f"{found}_0000.nii.gz"))
     pasted_image = sitk.ReadImage(str(out / f"{found}.nii.gz"))
     assert pasted_image.GetSize() == ct.GetSize() and pasted_image.GetOrigin() == ct.GetOrigin()
@@ -197,3 +209,37 @@ def test_a_coarse_nnunet_model_localises_whole_cts(tiny_dataset, tmp_path):
         for kidney in entry["kidneys"]:
             assert kidney["side"] in ("right", "left") and 0 <= kidney["confidence"] <= 1
             assert all(0 <= start < stop <= size for (start, stop), size in zip(kidney["kidney_box"], shape))
+
+
+def _ct_outputs(folder):
+    """{file name: content} of predict-ct's per-CT outputs; the reports without their timings."""
+    outputs = {}
+    for path in sorted(folder.glob("case_*")):
+        if path.suffix == ".json":
+            report = json.loads(path.read_text())
+            del report["seconds"]
+            outputs[path.name] = report
+        else:
+            outputs[path.name] = path.read_bytes()
+    return outputs
+
+
+def test_predict_ct_killed_mid_cohort_completes_with_continue_prediction(predict_ct_run, tiny_dataset):
+    run, killed = predict_ct_run, predict_ct_run.root / "killed"
+    staged_predictions = lambda: list(killed.glob(".rois.partial-*/predictions/*.nii.gz"))  # noqa: E731
+    kill_when([*run.args, "-o", killed], tiny_dataset.env, lambda: bool(staged_predictions()),
+              run.root / "killed_output.txt")
+    left = [p.name for p in killed.iterdir()]
+    assert not _ct_outputs(killed), f"killed while predicting the ROIs, before any CT was written: {left}"
+    assert any(name.startswith(".rois.partial-") for name in left), left
+
+    rerun = run_command([*run.args, "-o", killed, "--continue_prediction"], tiny_dataset.env).stdout
+    assert "(staging folder of a killed run)" in rerun
+    assert _ct_outputs(killed) == _ct_outputs(run.out), "every CT, as the uninterrupted run wrote it"
+    assert sorted(p.name for p in killed.iterdir() if p.name.startswith(".")) == [], "no staging folder left"
+
+    for path in killed.glob("case_*"):  # a rewrite would give a file a new time
+        os.utime(path, ns=(0, 0))
+    again = run_command([*run.args, "-o", killed, "--continue_prediction"], tiny_dataset.env).stdout
+    assert "wrote 0 CTs" in again
+    assert all(path.stat().st_mtime_ns == 0 for path in killed.glob("case_*")), "--continue_prediction rewrote a CT"

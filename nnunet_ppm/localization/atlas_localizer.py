@@ -7,7 +7,7 @@ CT's full-resolution voxel indices. The box grows to the enhancing mass the
 kidney belongs to in the CT (:mod:`.kidney_mass`: large tumors and horseshoe
 kidneys reach beyond every atlas kidney), then by DEFAULT_KIDNEY_MARGIN_MM
 (five low-resolution voxels: registered atlases put a kidney up to that far
-off). In benchmarks/whole_ct.py (three runs of 20 CTs, README "Whole CTs"),
+off). In benchmarks/whole_ct.py (three runs of 20 CTs, docs/whole_ct.md),
 the ROIs held >= 99% of 116 of 117 kidneys' voxels with the mass growth and
 of 112 without it. An atlas that fails to register is left out and named in
 the notes.

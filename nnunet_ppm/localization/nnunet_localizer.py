@@ -11,6 +11,7 @@ and sided exactly as ROI conversion does
 box is the tight box of its voxels. Confidence: the mean probability of
 "not background" over the foreground voxels in the kidney's box.
 """
+import json
 from pathlib import Path
 from typing import List, Sequence, Tuple, Union
 
@@ -44,15 +45,17 @@ class NnunetLocalizer(KidneyLocalizer):
                  kidney_margin_mm: float = 0.0):
         super().__init__(kidney_margin_mm)
         self.model_folder = Path(model_folder)
-        if not (self.model_folder / "dataset.json").is_file():
+        dataset_json = self.model_folder / "dataset.json"
+        if not dataset_json.is_file():
             raise FileNotFoundError(f"{self.model_folder} is not a trained nnU-Net model folder (no dataset.json)")
+        labels = json.loads(dataset_json.read_text(encoding="utf-8")).get("labels", {})
+        if labels.get("kidney") != 1 or labels.get("tumor") != 2:
+            raise ValueError(f"{dataset_json}: the coarse model must predict kidney 1 and tumor 2 (the labels of "
+                             f"`nnunet_ppm convert`); its labels are {labels}")
         self.folds, self.checkpoint = list(folds), checkpoint
         self.predictor = nnUNetPredictor(use_mirroring=False, perform_everything_on_device=device.type == "cuda",
                                          device=device, allow_tqdm=False)
         self.predictor.initialize_from_trained_model_folder(str(self.model_folder), self.folds, checkpoint)
-        labels = self.predictor.dataset_json["labels"]
-        if labels.get("kidney") != 1 or labels.get("tumor") != 2:
-            raise ValueError(f"{self.model_folder}: the coarse model must predict kidney 1 and tumor 2, has {labels}")
 
     def settings(self) -> dict:
         return {"model": str(self.model_folder), "folds": self.folds, "checkpoint": self.checkpoint}

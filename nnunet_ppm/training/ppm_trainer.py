@@ -12,7 +12,9 @@
 Everything else (data loading, validation, checkpoints, fp16 autocast on CUDA,
 gradient clipping at 12, multi-GPU DDP) is nnU-Net's own; without deep
 supervision the network's auxiliary output heads are frozen, so that DDP
-accepts it (see ``build_network_architecture``).
+accepts it (see ``build_network_architecture``). Checkpoints are nnU-Net's,
+written atomically: a run killed or out of disk space while saving keeps the
+previous checkpoint_latest.pth, from which ``--c`` resumes.
 """
 import os
 from typing import List, Tuple, Union
@@ -27,6 +29,7 @@ from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
+from nnunet_ppm.atomic_io import atomic_output
 from nnunet_ppm.training.class_weights import PAPER_CLASS_WEIGHTS, class_weights
 from nnunet_ppm.training.lr_schedule import PAPER_EPOCHS, EpochMultiStepLR, paper_lr_milestones
 
@@ -100,3 +103,10 @@ class PPMTrainer(nnUNetTrainer):
             transforms.append(MirrorTransform(allowed_axes=mirror_axes))
         transforms.append(RemoveLabelTansform(-1, 0))
         return ComposeTransforms(transforms)
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written to a temporary file and renamed into place when complete."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)
+        with atomic_output(filename) as temporary:
+            super().save_checkpoint(str(temporary))

@@ -1,7 +1,7 @@
 """Trainer variants named the nnU-Net way: a shorter PPMTrainer run, or a tiny budget for tests on the CPU.
 
 PPMTrainer_Xepochs keeps the paper's learning-rate milestones at 3/8, 5/8 and
-7/8 of the run. The `_debug` trainers run 2 epochs of 3 iterations (1
+7/8 of the run. The `_debug` trainers run 2 epochs of 2 iterations (1
 validation iteration) and predict without test-time mirroring (their
 validation and any later prediction with them are 8x cheaper): enough to
 prove the plumbing on a CPU, nothing more. They are seeded (``SeededTraining``)
@@ -126,7 +126,7 @@ class NoTestTimeMirroring:
 
 
 class DebugBudget(SeededTraining, NoTestTimeMirroring, TrainingBudget):
-    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 2, 3, 1
+    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 2, 2, 1
     budget_save_every = 1
 
 

@@ -11,7 +11,6 @@ ROI prediction run over all CTs (split by ROI voxels);
 ``roi_prediction_all_cts`` is that run's wall time.
 """
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from nnunet_ppm.atomic_io import atomic_output, write_text_atomic
 from nnunet_ppm.dataset_conversion.image_files import file_ending, write_image
+from nnunet_ppm.dataset_conversion.output_folder import scratch_folder
 from nnunet_ppm.dataset_conversion.roi import RoiWindow, parse_in_plane_size, parse_length
 from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, Localization
 from nnunet_ppm.whole_ct.rois import CtRoi, check_roi_prediction, paste_rois, rois_for, volumes_ml, write_roi_images
@@ -130,13 +130,13 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
         keep_rois: keep crops, predictions and roi_manifest.json in OUT/rois (replacing an older one).
 
     The crops and predictions live in a hidden folder of `out` that is removed at the end (or becomes
-    OUT/rois); every output file is written atomically.
+    OUT/rois); that of a killed run is removed by the next run into `out`. Every output file is written
+    atomically.
     """
     out.mkdir(parents=True, exist_ok=True)
-    staging = out / f".rois-partial-{os.getpid()}"
-    images, predictions = staging / "images", staging / "predictions"
-    try:
-        images.mkdir(parents=True)
+    with scratch_folder(out / "rois") as staging:
+        images, predictions = staging / "images", staging / "predictions"
+        images.mkdir()
         records = localise_and_crop(cases, localizer, window, images, roi_ending, progress)
         if any(record.rois for record in records):
             start = time.perf_counter()
@@ -148,7 +148,5 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
             write_text_atomic(staging / "roi_manifest.json", json.dumps(roi_manifest(records), indent=1) + "\n")
             shutil.rmtree(out / "rois", ignore_errors=True)
             staging.rename(out / "rois")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return reports
 
