@@ -61,7 +61,7 @@ def kits23_labels_dir():
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
-    """The demo's smoke run, shared by the session (nnunet_runs.make_tiny_dataset); more models with `.train(...)`."""
+    """The demo's smoke run, shared by the session (nnunet_runs.make_tiny_dataset); its models with `.model(trainer, plans)`."""
     from nnunet_runs import make_tiny_dataset
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny_nnunet"))
 

@@ -4,7 +4,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
@@ -69,7 +69,6 @@ class TinyDataset:
     env: Dict[str, str]
     demo: Path
     dataset_id: int = TINY_DATASET_ID
-    trained: Dict[str, Path] = field(default_factory=dict)
 
     @property
     def raw(self) -> Path:
@@ -82,29 +81,21 @@ class TinyDataset:
     def results(self, trainer: str, plans: str) -> Path:
         return self.root / "nnUNet_results" / self.raw.name / f"{trainer}__{plans}__3d_fullres"
 
-    def train(self, trainer: str, plans: str, fold: int = 0) -> Path:
-        """nnUNetv2_train on the CPU (once per trainer/plans/fold); returns the model folder."""
-        key = f"{trainer}__{plans}__{fold}"
-        if key not in self.trained:
-            run_command(["nnUNetv2_train", self.dataset_id, "3d_fullres", fold, "-tr", trainer, "-p", plans,
-                         "-device", "cpu"], {**self.env, "nnUNet_n_proc_DA": "0"})
-            self.trained[key] = self.results(trainer, plans)
-        return self.trained[key]
+    def model(self, trainer: str, plans: str) -> Path:
+        """The model folder of one of the demo's trainings (fold 0 trained)."""
+        folder = self.results(trainer, plans)
+        if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
+            raise AssertionError(f"the smoke run trained no {trainer} on {plans} (no {folder}/fold_0)")
+        return folder
 
 
 def make_tiny_dataset(root: Path) -> TinyDataset:
-    """`nnunet_ppm demo --budget smoke` (7 tiny CTs, 2 held out; PPM patch 32x64x64, batch 2) with nnU-Net's
-    folders under ``root``; its two trained models are the dataset's first ``.train`` results."""
-    from nnunet_ppm.demo import BUDGETS
-
+    """`nnunet_ppm demo --budget smoke` (7 tiny CTs, 2 held out; see demo.BUDGETS) with nnU-Net's folders under
+    ``root``; its two trained models are the dataset's ``.model`` folders."""
     env = command_env(root)
     run_command(["nnunet_ppm", "demo", "--budget", "smoke", "--out", root / "demo", "--dataset-id", TINY_DATASET_ID],
                 env)
-    dataset = TinyDataset(root, env, root / "demo")
-    suffix = BUDGETS["smoke"].trainer_suffix
-    for trainer, plans in ((f"PPMTrainer_{suffix}", "nnUNetPPMPlans"), (f"nnUNetTrainer_{suffix}", "nnUNetPlans")):
-        dataset.trained[f"{trainer}__{plans}__0"] = dataset.results(trainer, plans)
-    return dataset
+    return TinyDataset(root, env, root / "demo")
 
 
 def case_ids(folder: Path, ending: str = ".nii.gz") -> List[str]:

@@ -89,7 +89,7 @@ def test_killed_training_resumes_with_the_epoch_and_rate_of_its_checkpoint(kille
     assert not (fold / "checkpoint_latest.pth").exists()
     # epochs are seeded from (seed, epoch), so killed + resumed == uninterrupted (the session's model, trained in
     # another process): weights and SGD momentum
-    uninterrupted = _load(tiny_dataset.train(TRAINER, PLANS) / "fold_0" / "checkpoint_final.pth")
+    uninterrupted = _load(tiny_dataset.model(TRAINER, PLANS) / "fold_0" / "checkpoint_final.pth")
     _assert_same_weights(final["network_weights"], uninterrupted["network_weights"],
                          "killed + resumed vs uninterrupted training")
     momentum = [(a["momentum_buffer"], b["momentum_buffer"]) for a, b in

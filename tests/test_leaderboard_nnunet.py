@@ -27,8 +27,8 @@ def nnunet_dice(model_folder, case_id, label):
 
 
 def test_leaderboard_of_two_cpu_trained_nnunet_result_folders(tiny_dataset, tmp_path):
-    ppm = tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
-    default = tiny_dataset.train("nnUNetTrainer_debug", "nnUNetPlans")
+    ppm = tiny_dataset.model("PPMTrainer_debug", "nnUNetPPMPlans")
+    default = tiny_dataset.model("nnUNetTrainer_debug", "nnUNetPlans")
     output = tmp_path / "leaderboard"
 
     printed = run_command(["nnunet_ppm", "leaderboard", "-d", tiny_dataset.dataset_id, "-o", output, "-np", "1",

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_ppm_trainer_trains_and_nnunet_predicts_with_it(tiny_dataset, nnunet_ppm_prediction, tmp_path):
-    model = tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
+    model = tiny_dataset.model("PPMTrainer_debug", "nnUNetPPMPlans")
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
     assert (model / "fold_0" / "validation" / "summary.json").is_file()
 

@@ -86,7 +86,7 @@ def test_paper_refuses_flags_that_contradict_it(model_folder, conflict):
 @pytest.mark.integration
 def test_paper_run_equals_the_explicit_flags_run(tiny_dataset, tmp_path):
     """On the debug model with a fold_all (fold 0's weights): --paper == -f 0 --aggregation vote --disable_tta."""
-    trained = tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
+    trained = tiny_dataset.model("PPMTrainer_debug", "nnUNetPPMPlans")
     results = tmp_path / "nnUNet_results"
     model = results / trained.parent.name / trained.name
     shutil.copytree(trained, model, ignore=shutil.ignore_patterns("validation"))

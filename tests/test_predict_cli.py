@@ -103,7 +103,7 @@ def tuned_crf_params(tmp_path_factory) -> str:
 def vote_prediction(tiny_dataset, tuned_crf_params, tmp_path_factory) -> SimpleNamespace:
     """An uninterrupted `predict --aggregation vote --crf-params TUNED --crf-backend pydensecrf --save_probabilities`
     of two training cases with the session's PPMTrainer_debug model."""
-    tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")
+    tiny_dataset.model("PPMTrainer_debug", "nnUNetPPMPlans")
     root = tmp_path_factory.mktemp("vote_prediction")
     images = root / "images"
     images.mkdir()

@@ -136,7 +136,7 @@ def _array(path):
 @pytest.fixture(scope="module")
 def predict_ct_run(whole_cts, localized, tiny_dataset, tmp_path_factory):
     """An uninterrupted `predict-ct --boxes` of both CTs, one of them left out of the boxes (no kidney found)."""
-    tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")  # stands in for an ROI model
+    tiny_dataset.model("PPMTrainer_debug", "nnUNetPPMPlans")  # stands in for an ROI model
     root = tmp_path_factory.mktemp("predict_ct")
     report = json.loads(localized.path.read_text())
     del report["cases"][TARGET_CASES[1]]
@@ -196,7 +196,7 @@ def test_predict_ct_pastes_the_roi_predictions_back_exactly_and_reports_a_ct_wit
 
 
 def test_a_coarse_nnunet_model_localises_whole_cts(tiny_dataset, tmp_path):
-    model = tiny_dataset.train("PPMTrainer_debug", "nnUNetPPMPlans")  # trained on whole (tiny) CTs
+    model = tiny_dataset.model("PPMTrainer_debug", "nnUNetPPMPlans")  # trained on whole (tiny) CTs
     out = tmp_path / "coarse.json"
     run_command(["nnunet_ppm", "localize", "-i", tiny_dataset.raw / "imagesTs", "-o", out, "--coarse-model", model,
                  "--coarse-folds", "0", "-device", "cpu", "--disable_progress_bar"], tiny_dataset.env)
