@@ -5,7 +5,7 @@
 
 Synthetic patients are converted into two datasets, per-kidney ROIs (the
 paper's data) and whole CTs, each planned by nnU-Net and by `nnunet_ppm plan`
-(benchmarks/synthetic_nnunet.py). For one ROI (a training case: held-out
+(nnunet_ppm.experiment's steps). For one ROI (a training case: held-out
 patients are whole CTs, and untrained networks take as long on any ROI) and
 one held-out whole CT, both methods' predictions are timed step by step, in
 this process, with the functions the two commands run:
@@ -28,6 +28,7 @@ Mirroring is the same for both methods: "off" (``--disable_tta``) or "on"
 (nnU-Net's default, all three axes).
 """
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from nnunet_ppm.experiment import Experiment, StepRunner, nnunet_environment
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.dense_crf import dense_crf
 from nnunet_ppm.postprocessing.nnunet_pp_pkl import component_rule
@@ -50,7 +52,6 @@ from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings, lr_axis_f
 from nnunet_ppm.training.ppm_trainer import PPMTrainer
 from postprocessing_speed import imitated_probabilities
 from results import Table
-from synthetic_nnunet import BenchmarkDatasets
 
 DEFAULT, PPM = "nnU-Net default (nnUNetv2_predict)", "PPM (nnunet_ppm predict)"
 METHODS = {DEFAULT: (nnUNetTrainer, "nnUNetPlans"), PPM: (PPMTrainer, "nnUNetPPMPlans")}
@@ -136,13 +137,16 @@ def main() -> None:
                    "total s", "network s per Mvoxel", "default / PPM total"])
     with tempfile.TemporaryDirectory() as temporary:
         work = args.work or Path(temporary)
-        datasets = BenchmarkDatasets(work, steps=2 + 3 * 2)
-        for kind, dataset_id, preset, roi, lcc_mode in (("ROI", 972, args.roi_preset, True, "largest"),
-                                                        ("whole CT", 973, args.ct_preset, False, "per-side")):
-            raw = datasets.dataset(dataset_id, preset, args.cases, roi=roi, test_cases=1, ppm_patch=None, ppm_batch=4)
-            preprocessed = Path(datasets.env["nnUNet_preprocessed"]) / raw.name
+        env = nnunet_environment(work, own_folders=True)
+        experiment = Experiment(work, env, StepRunner(work, env, total=2 * 4), processes=min(os.cpu_count() or 1, 8))
+        for kind, dataset_id, preset, roi_size, lcc_mode in (("ROI", 972, args.roi_preset, "150", "largest"),
+                                                             ("whole CT", 973, args.ct_preset, None, "per-side")):
+            raw = experiment.convert(experiment.generate(args.cases, 0, preset), "roi", dataset_id, 1, roi_size)
+            experiment.plan_nnunet(raw)
+            experiment.plan_ppm(raw, 4, None)
+            preprocessed = Path(env["nnUNet_preprocessed"]) / raw.name
             dataset_json = load_json(str(raw / "dataset.json"))
-            subset = "Tr" if roi else "Ts"  # a ROI dataset's held-out patients are whole CTs
+            subset = "Tr" if roi_size else "Ts"  # a ROI dataset's held-out patients are whole CTs
             image_file = sorted((raw / f"images{subset}").glob("*_0000.nii.gz"))[0]
             case = image_file.name[: -len("_0000.nii.gz")]
             image_voxels = "x".join(map(str, sitk.ReadImage(str(image_file)).GetSize()[::-1]))

@@ -4,7 +4,7 @@
     python benchmarks/training_loop.py --device cuda --patch 64 160 160 --batch 4 --record   # GPU (see gpu/)
 
 Three rows at the same patch and batch, on a synthetic dataset that this
-script generates, converts and plans (benchmarks/synthetic_nnunet.py):
+script generates, converts and plans (nnunet_ppm.experiment's steps):
 
 1. network step: forward, backward and SGD of the network the plans build,
    timed alone (network_step.time_training_step; nnU-Net's precision: fp32
@@ -25,6 +25,7 @@ Data loading keeps up when row 3 is as fast as row 2.
 import argparse
 import json
 import math
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -35,9 +36,9 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from network_step import time_training_step
+from nnunet_ppm.experiment import Experiment, StepRunner, nnunet_environment
 from nnunet_ppm.training.ppm_trainer import PPMTrainer
 from results import Table
-from synthetic_nnunet import BenchmarkDatasets
 
 PLANS = "nnUNetPPMPlans"
 NETWORK_STEP = "network step (benchmarks/network_step.py)"
@@ -79,10 +80,12 @@ def main() -> None:
     table = Table(["what", "batch x patch", "ms/iteration", "iterations/s", "Mvoxel/s", "vs network step"])
     with tempfile.TemporaryDirectory() as temporary:
         work = args.work or Path(temporary)
-        datasets = BenchmarkDatasets(work, steps=6)
-        raw = datasets.dataset(args.dataset_id, args.preset, args.cases, roi=False, test_cases=0,
-                               ppm_patch=args.patch, ppm_batch=args.batch)
-        env, steps = datasets.env, datasets.steps
+        env = nnunet_environment(work, own_folders=True)
+        steps = StepRunner(work, env, total=6)
+        experiment = Experiment(work, env, steps, processes=min(os.cpu_count() or 1, 8))
+        raw = experiment.convert(experiment.generate(args.cases, 0, args.preset), "roi", args.dataset_id, 0)
+        experiment.plan_nnunet(raw)
+        experiment.plan_ppm(raw, args.batch, args.patch)
         if args.da_workers is not None:
             env["nnUNet_n_proc_DA"] = str(args.da_workers)
         step_seconds, batch, patch = network_step_seconds(Path(env["nnUNet_preprocessed"]) / raw.name, device,

@@ -45,12 +45,12 @@ import torch
 from results import Table  # benchmarks/ is not a package: the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the tests' painted CTs and nnU-Net command helpers
+sys.path.insert(0, str(REPO / "tests"))  # the tests' nnU-Net command helpers
 from nnunet_runs import TinyDataset, command_env, run_command  # noqa: E402
-from whole_ct_cases import painted_source  # noqa: E402
 
 from nnunet_ppm.dataset_conversion.convert import convert_dataset  # noqa: E402
 from nnunet_ppm.dataset_conversion.roi import RoiWindow, parse_in_plane_size, parse_length  # noqa: E402
+from nnunet_ppm.dataset_conversion.synthesize import synthesize  # noqa: E402
 from nnunet_ppm.localization.atlas_localizer import DEFAULT_KIDNEY_MARGIN_MM  # noqa: E402
 from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer  # noqa: E402
 from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM  # noqa: E402
@@ -100,7 +100,9 @@ def painted_datasets(labels_dir: Path, args, env: dict):
         atlas_ids, target_ids = choose_cases(labels_dir, args.atlas_cases, args.cases, args.seed)
         start = time.perf_counter()
         for name, ids, seed, dataset_id in (("atlases", atlas_ids, 0, ATLAS_ID), ("targets", target_ids, 1, TARGET_ID)):
-            source = painted_source(labels_dir, ids, root, name, seed, args.spacing, num_processes=2)
+            source = synthesize(root / f"source_{name}", seed=seed, layout="kits19", min_spacing_mm=args.spacing,
+                                labels_from=[labels_dir / f"{case}.nii.gz" for case in ids], num_processes=2,
+                                progress=False)
             convert_dataset(source, dataset_id, layout="kits19", raw_dir=raw, progress=False)
         print(f"painted {len(atlas_ids)} + {len(target_ids)} CTs: {time.perf_counter() - start:.0f} s", flush=True)
     return root / "source_atlases", raw / f"Dataset{ATLAS_ID}_KiTS19", raw / f"Dataset{TARGET_ID}_KiTS19"

@@ -20,7 +20,9 @@ whatever the number of workers. Presets:
 
 With ``labels_from`` the geometry, spacing and header come from real label maps
 (any of IMAGE_FILE_ENDINGS; 0 bg, 1 kidney, 2 tumor, 3 cyst); the preset then only
-names the output. Layouts without a cyst class (roi, kits19) get cysts as
+names the output. ``min_spacing_mm`` first resamples each label map (nearest neighbour)
+to at least that spacing per axis, keeping its origin and direction: small, quick CTs
+whose kidney shapes, positions and headers are still real. Layouts without a cyst class (roi, kits19) get cysts as
 kidney; otherwise the label file is written unchanged.
 """
 from dataclasses import dataclass
@@ -143,6 +145,15 @@ class SynthJob:
     layout: str
     root: Path
     ending: str
+    min_spacing_mm: Optional[float] = None
+
+
+def coarse_label_map(label: sitk.Image, min_spacing_mm: float) -> sitk.Image:
+    """`label` at spacing max(its own, `min_spacing_mm`) per axis (nearest neighbour), same origin and direction."""
+    spacing = [max(s, min_spacing_mm) for s in label.GetSpacing()]
+    size = [max(int(round(n * s / t)), 1) for n, s, t in zip(label.GetSize(), label.GetSpacing(), spacing)]
+    return sitk.Resample(label, size, sitk.Transform(), sitk.sitkNearestNeighbor, label.GetOrigin(), spacing,
+                         label.GetDirection(), 0, label.GetPixelID())
 
 
 def write_case(job: SynthJob) -> str:
@@ -157,6 +168,8 @@ def write_case(job: SynthJob) -> str:
         write_image(_image_from_canonical(ct, spacing, direction), image_path)
     else:
         label_image = read_image(job.label_file)
+        if job.min_spacing_mm is not None:
+            label_image = coarse_label_map(label_image, job.min_spacing_mm)
         write_image(paint_case(label_image, job.index, job.seed), image_path)
         if not layout.has_cyst and np.any(sitk.GetArrayViewFromImage(label_image) == CYST):
             merged = sitk.GetImageFromArray(to_dataset_labels(sitk.GetArrayViewFromImage(label_image), keep_cyst=False))
@@ -173,14 +186,17 @@ def _case_id_of(label_file: Path) -> str:
 def synthesize(out_dir: PathLike, num_cases: Optional[int] = None, seed: int = 0, preset: str = "tiny",
                layout: str = "roi", labels_from: Optional[Sequence[PathLike]] = None, *,
                file_ending: str = ".nii.gz", overwrite: bool = False, num_processes: int = 1,
-               progress: bool = True) -> Path:
+               progress: bool = True, min_spacing_mm: Optional[float] = None) -> Path:
     """Write synthetic cases into `out_dir` in `layout` (roi, kits19, kits21, kits23); returns `out_dir`.
 
     Generated geometry: `num_cases` cases (default 4) of `preset`. With `labels_from` (label files or
     folders of them): one painted CT per label file, the first `num_cases` files if given.
-    `file_ending` applies to the roi layout (KiTS layouts are .nii.gz). The folder appears only when
-    complete; an existing one needs `overwrite`.
+    `file_ending` applies to the roi layout (KiTS layouts are .nii.gz). `min_spacing_mm` coarsens the
+    label maps first (see :func:`coarse_label_map`). The folder appears only when complete; an existing
+    one needs `overwrite`.
     """
+    if min_spacing_mm is not None and not labels_from:
+        raise ValueError("min_spacing_mm applies to painted CTs (labels_from) only")
     get_layout(layout)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -195,7 +211,7 @@ def synthesize(out_dir: PathLike, num_cases: Optional[int] = None, seed: int = 0
     if not names:
         raise ValueError("nothing to synthesize: num_cases is 0")
     with staged_folder(out_dir, overwrite, inputs) as staging:
-        jobs = [SynthJob(i, name, inputs[i] if inputs else None, seed, preset, layout, staging, file_ending)
-                for i, name in enumerate(names)]
+        jobs = [SynthJob(i, name, inputs[i] if inputs else None, seed, preset, layout, staging, file_ending,
+                         min_spacing_mm) for i, name in enumerate(names)]
         run_per_case(write_case, jobs, num_processes, "synthesizing", progress)
     return out_dir

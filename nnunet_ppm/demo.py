@@ -1,38 +1,36 @@
-"""`nnunet_ppm demo`: the whole story on synthetic CTs, with real nnU-Net commands, ending with the leaderboard.
+"""`nnunet_ppm demo`: the paper's pipeline against default nnU-Net on synthetic whole CTs, ending with the leaderboard.
 
-generate CTs -> convert (ROI layout, held-out test patients) -> nnU-Net plan and
-preprocess -> `nnunet_ppm plan` -> train PPMTrainer (nnUNetPPMPlans) and default
-nnU-Net (nnUNetTrainer, nnUNetPlans) on the same split with the same budget ->
-predict the held-out cases (PPM with and without CRF + largest component) ->
-leaderboard with statistics and overlays -> OUT/README.md.
+generate whole CTs -> per-kidney ROI and whole-CT datasets (held-out patients
+kept whole) -> nnU-Net plans and `nnunet_ppm plan` -> atlases from the training
+CTs -> PPMTrainer on the ROIs (nnUNetPPMPlans) and default nnU-Net on the whole
+CTs, each with the same training time -> the held-out whole CTs predicted end
+to end (PPM with `predict-ct`, with and without CRF + largest component;
+nnU-Net with `nnUNetv2_predict`) -> leaderboard -> OUT/README.md. The steps are
+:mod:`nnunet_ppm.experiment`'s, which the learning benchmark runs at a larger size.
 
-The budget follows the hardware (`--budget` overrides it): on a CPU a small
-one that ends within about 15 minutes on 2 cores (numbers are poor, and the
-demo says so); on a GPU one meant to reach meaningful Dice. `--budget smoke`
-runs every step on 7 tiny CTs with 4 training iterations per method, in a few
-minutes: the test suite's shared dataset and models come from it. Every step runs as
-its own command; its output goes to OUT/logs/, and the command lines to
+The budget follows the hardware (`--budget` overrides it): on a CPU one that
+ends within about 15 minutes on 2 idle cores, on a GPU a longer one.
+`--budget smoke` runs every step on 7 tiny CTs with 4 training iterations per
+method: the test suite's shared datasets and models come from it. Every step
+runs as its own command; its output goes to OUT/logs/, and the command lines to
 OUT/commands.sh, so each step can be rerun by hand.
 """
 import argparse
 import os
-import shlex
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-TEST_CASES_NAME = "imagesTs"
+from nnunet_ppm.experiment import Datasets, Experiment, Method, StepRunner, nnunet_environment
+from nnunet_ppm.training import variants
 
 
 @dataclass(frozen=True)
 class Budget:
-    """What the demo generates and how long it trains (the trainer suffix names a TrainingBudget variant)."""
+    """What the demo generates, which methods it trains and how long (trainer suffix: a variants.py budget)."""
 
     name: str
     device: str
@@ -40,25 +38,52 @@ class Budget:
     cases: int
     test_cases: int
     trainer_suffix: str
+    roi_size: str  # convert --roi-size: the ROIs' in-plane size
     ppm_patch: Optional[Sequence[int]]
     ppm_batch_size: int
-    roi: bool
     prediction_processes: int  # -npp / -nps of the predictions; 0: in the main process (tiny CTs)
     note: str
+    roi_unet: bool = False  # also nnU-Net's U-Net on the ROIs (the paper's "3D U-Net" row)
 
+    @property
+    def methods(self) -> Tuple[Method, ...]:
+        """PPM (with and without CRF + largest component) on ROIs, [nnU-Net's U-Net on ROIs], nnU-Net on whole CTs."""
+        ppm, unet = f"PPMTrainer_{self.trainer_suffix}", f"nnUNetTrainer_{self.trainer_suffix}"
+        return (Method("PPMTrainer+CRF+LCC", ppm, "nnUNetPPMPlans", True, True),
+                Method("PPMTrainer", ppm, "nnUNetPPMPlans", True),
+                *((Method("nnUNetTrainer_ROIs", unet, "nnUNetPlans", True),) if self.roi_unet else ()),
+                Method(REFERENCE, unet, "nnUNetPlans", False))
+
+
+def training_iterations(trainer: str) -> int:
+    """Training iterations of one of our trainer variants (epochs x iterations per epoch)."""
+    cls = getattr(variants, trainer)
+    return cls.budget_epochs * cls.budget_iterations_per_epoch
+
+
+REFERENCE = "nnUNetTrainer"  # default nnU-Net on whole CTs, the leaderboard's reference
+PAPER_ROI = "110mm"  # the paper's 150 x 150 voxels at its ~0.74 mm pixels
 
 BUDGETS: Dict[str, Budget] = {
-    # smoke: a patch as large as the tiny CTs (at most 48 x 64 x 80), so each case is one sliding-window tile
-    "smoke": Budget("smoke", "cpu", "tiny", 7, 2, "debug", (48, 64, 80), 2, False, 0,
+    # smoke: a PPM patch as large as the tiny ROIs, so each ROI is one sliding-window tile
+    "smoke": Budget("smoke", "cpu", "tiny", 7, 2, "debug", PAPER_ROI, (24, 32, 32), 2, 0,
                     "Smoke budget: every step on 7 tiny CTs, 2 epochs of 2 training iterations per method. It shows "
-                    "that the pipeline runs (the test suite uses it); its Dice values say nothing about either method."),
-    "cpu": Budget("cpu", "cpu", "tiny", 14, 4, "cpuDemo", (32, 64, 64), 2, False, 0,
-                  "CPU budget: tiny low-resolution CTs, 80 training iterations per method, predictions without "
-                  "test-time mirroring. This proves the pipeline end to end; its Dice values say nothing about either method. Run it on a GPU "
-                  "(or with --budget gpu) for numbers that mean something."),
-    "gpu": Budget("gpu", "cuda", "small", 40, 10, "gpuDemo", None, 4, True, 3,
-                  "GPU budget: per-kidney ROIs of 40 synthetic patients (10 held out), 30 epochs of 250 "
-                  "iterations per method: synthetic data, so compare the methods, not the absolute Dice."),
+                    "that the pipeline runs (the test suite uses it); its Dice values say nothing about either "
+                    "method.", roi_unet=True),
+    "cpu": Budget("cpu", "cpu", "tiny", 24, 6, "cpuDemo", PAPER_ROI, (24, 32, 32), 2, 0,
+                  f"CPU budget: 24 tiny low-resolution synthetic CTs (~4.4 x 4.4 x 6 mm voxels), 6 held out. Each "
+                  f"method trains for about {variants.CPU_DEMO_TRAINING_SECONDS} s on 2 idle CPU cores, as a fixed "
+                  f"number of iterations from its measured time per iteration: PPMTrainer_cpuDemo "
+                  f"{training_iterations('PPMTrainer_cpuDemo')} iterations at {variants.PPM_CPU_STEP_SECONDS} s, "
+                  f"nnUNetTrainer_cpuDemo {training_iterations('nnUNetTrainer_cpuDemo')} at "
+                  f"{variants.NNUNET_CPU_STEP_SECONDS} s (this run's times are in the training table). PPMTrainer "
+                  f"uses the demo learning rate 1e-2 (the paper's 1e-3 barely moves in minutes); predictions "
+                  f"without test-time mirroring. Synthetic data: compare the methods, not the absolute Dice with "
+                  f"the paper's."),
+    "gpu": Budget("gpu", "cuda", "small", 40, 10, "gpuDemo", PAPER_ROI, None, 4, 3,
+                  "GPU budget: 40 synthetic patients (10 held out), 30 epochs of 250 iterations per method (the same "
+                  "iterations, not yet the same time: no GPU step times measured yet); synthetic data, so compare "
+                  "the methods, not the absolute Dice."),
 }
 
 
@@ -69,161 +94,128 @@ def pick_budget(requested: str) -> Budget:
     return BUDGETS[requested]
 
 
-def nnunet_environment(out: Path) -> Dict[str, str]:
-    """os.environ, with nnU-Net's three folders inside `out` when the user has not set them.
-
-    The folder of this Python's console scripts goes first on PATH, so the steps find
-    nnUNetv2_* and nnunet_ppm of this environment also when it is not activated.
-    """
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    for name in NNUNET_FOLDERS:
-        if not env.get(name):
-            env[name] = str(out / name)
-            Path(env[name]).mkdir(parents=True, exist_ok=True)
-    env.setdefault("nnUNet_def_n_proc", str(min(os.cpu_count() or 1, 4)))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class StepRunner:
-    """Runs the demo's commands one after the other, logging each, and stops with a clear message on failure."""
-
-    def __init__(self, out: Path, env: Dict[str, str], total: int):
-        self.out, self.env, self.total, self.done = out, env, total, 0
-        self.logs = out / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.commands = out / "commands.sh"
-        self.commands.write_text("#!/usr/bin/env bash\n# the commands `nnunet_ppm demo` ran, in order\nset -e\n"
-                                 + "".join(f"export {n}={shlex.quote(env[n])}\n" for n in NNUNET_FOLDERS), encoding="utf-8")
-        self.timings: List[str] = []
-
-    def run(self, title: str, command: Sequence[str], extra_env: Optional[Dict[str, str]] = None) -> str:
-        self.done += 1
-        command = [str(c) for c in command]
-        log = self.logs / f"{self.done:02d}_{'_'.join(title.split()[:4]).strip(':,')}.log"
-        print(f"[{self.done}/{self.total}] {title}\n        $ {shlex.join(command)}", flush=True)
-        with self.commands.open("a", encoding="utf-8") as f:
-            f.write(" ".join(f"{k}={v}" for k, v in (extra_env or {}).items()) + (" " if extra_env else "")
-                    + shlex.join(command) + "\n")
-        start = time.time()
-        result = subprocess.run(command, env={**self.env, **(extra_env or {})}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, encoding="utf-8", errors="replace")
-        log.write_text(result.stdout, encoding="utf-8")
-        seconds = time.time() - start
-        self.timings.append(f"| {self.done} | {title} | {seconds:.0f} s |")
-        if result.returncode != 0:
-            tail = "\n".join(result.stdout.splitlines()[-25:])
-            raise SystemExit(f"nnunet_ppm demo: step {self.done} ({title}) failed with exit code "
-                             f"{result.returncode}; full output in {log}\n{tail}")
-        print(f"        done in {seconds:.0f} s (log: {log.relative_to(self.out)})", flush=True)
-        return result.stdout
-
-
-def _dataset_name(env: Dict[str, str], dataset_id: int) -> str:
-    matches = sorted(Path(env["nnUNet_raw"]).glob(f"Dataset{dataset_id:03d}_*"))
-    return matches[0].name
-
-
 def _demote_headings(markdown: str, levels: int) -> str:
     """`markdown` with every heading `levels` deeper, to nest a document under a section of another."""
     return "\n".join("#" * levels + line if line.startswith("#") else line for line in markdown.splitlines())
 
 
-def _write_readme(out: Path, budget: Budget, dataset: str, env: Dict[str, str], leaderboard: Path,
-                  timings: List[str], board_text: str) -> None:
+def training_epoch_seconds(model_folder: Path, fold: str = "0") -> float:
+    """Seconds of a finished training's epochs (training and validation iterations), from nnU-Net's own log in
+    checkpoint_final.pth: without process start-up and the final validation."""
+    checkpoint = torch.load(model_folder / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu",
+                            weights_only=False)
+    log = checkpoint["logging"]
+    return sum(end - start for start, end in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"]))
+
+
+def _training_rows(budget: Budget, experiment: Experiment, datasets: Datasets) -> List[str]:
+    """One row per trained model: iterations (fixed by its trainer variant) and the epochs' time measured here."""
+    rows, seen = [], set()
+    for method in budget.methods:
+        if method.model in seen:
+            continue
+        seen.add(method.model)
+        seconds = training_epoch_seconds(experiment.model_folder(datasets, method))
+        iterations = training_iterations(method.trainer)
+        rows.append(f"| {method.trainer} | {method.plans} | {'ROIs' if method.on_rois else 'whole CTs'} | "
+                    f"{iterations} | {seconds:.0f} s | {seconds / iterations:.2f} s |")
+    return rows
+
+
+def _write_readme(out: Path, budget: Budget, datasets: Datasets, experiment: Experiment, leaderboard: Path,
+                  board_text: str) -> None:
+    env, steps = experiment.env, experiment.steps
     text = f"""# nnunet_ppm demo
 
 What ran (every command is in `commands.sh`, every output in `logs/`):
 
-1. `nnunet_ppm synth`: {budget.cases} synthetic arterial-phase CTs ({budget.preset} preset) in the paper's
-   patient-folder layout, in `source/`.
-2. `nnunet_ppm convert roi`: nnU-Net raw dataset `{dataset}` with {budget.test_cases} held-out test patients
-   (imagesTs/labelsTs){", one ROI per kidney" if budget.roi else ""}.
-3. `nnUNetv2_plan_and_preprocess` (with the dataset integrity check), then `nnunet_ppm plan`
-   (nnUNetPPMPlans: the 3D_FCN_PPM network, the paper's patch, batch and HU window).
-4. `nnUNetv2_train` fold 0 of both methods with the same budget ({budget.trainer_suffix} trainer variants):
-   PPMTrainer_{budget.trainer_suffix} on nnUNetPPMPlans (the paper) and nnUNetTrainer_{budget.trainer_suffix}
-   on nnUNetPlans (default nnU-Net).
-5. Predictions of the held-out cases in `predictions/`: PPM through `nnunet_ppm predict` with and without the
-   paper's CRF + largest component, default nnU-Net through `nnUNetv2_predict`.
-6. `nnunet_ppm leaderboard` against default nnU-Net: `{leaderboard.relative_to(out)}/` (Markdown, CSV,
+1. `nnunet_ppm synth`: {budget.cases} synthetic arterial-phase whole CTs ({budget.preset} preset), in `source_{budget.preset}/`.
+2. `nnunet_ppm convert roi` twice, with the same {budget.test_cases} held-out patients kept as whole CTs
+   (imagesTs/labelsTs): `{datasets.rois.name}` (per-kidney ROIs of {budget.roi_size} in-plane, the paper's
+   data) and `{datasets.whole_ct.name}` (whole CTs, default nnU-Net's data).
+3. `nnUNetv2_plan_and_preprocess` of both (with the dataset integrity check), then `nnunet_ppm plan` of the
+   ROIs (nnUNetPPMPlans: the 3D_FCN_PPM network, the paper's batch and HU window).
+4. `nnunet_ppm atlas build`: atlases from the training CTs (never a held-out one), in `atlases/`.
+5. `nnUNetv2_train` fold 0 of each method ({budget.trainer_suffix} trainer variants, the same training time
+   each as a fixed number of iterations, below).
+6. `nnunet_ppm localize`: kidney boxes of the held-out CTs from the atlases (`boxes.json`), then the held-out
+   whole CTs predicted end to end in `predictions/`: the ROI models with `nnunet_ppm predict-ct --boxes`
+   (crop, predict, paste back; PPM with and without the paper's CRF + largest component), default nnU-Net
+   with `nnUNetv2_predict`.
+7. `nnunet_ppm leaderboard` against default nnU-Net: `{leaderboard.relative_to(out)}/` (Markdown, CSV,
    box plots, overlays of the worst and best cases).
 
 {budget.note}
 
+Every score is end to end on held-out whole CTs: no held-out label was used to crop, select or tune.
+
 nnU-Net folders: raw `{env['nnUNet_raw']}`, preprocessed `{env['nnUNet_preprocessed']}`,
 results `{env['nnUNet_results']}`.
 
-## Leaderboard (held-out cases)
+## Leaderboard (held-out whole CTs)
 
 {_demote_headings(board_text, 2)}
+
+## Training budget
+
+| trainer | plans | data | iterations | training epochs here | per iteration |
+|---|---|---|---|---|---|
+{chr(10).join(_training_rows(budget, experiment, datasets))}
+
+Training epochs: the time of the training and validation iterations from nnU-Net's log (checkpoint_final.pth),
+without start-up and the final validation (those are in the time per step below).
 
 ## Time per step
 
 | step | what | wall time |
 |---|---|---|
-{chr(10).join(timings)}
+{chr(10).join(steps.timings)}
 """
     tmp = out / ".README.md.tmp"
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, out / "README.md")
 
 
+def demo_steps(budget: Budget) -> int:
+    """Commands the demo runs: generate, 2 conversions, 2 plannings, atlases, trainings, localize, predictions,
+    leaderboard."""
+    trainings = len({m.model for m in budget.methods})
+    return 6 + trainings + 1 + len(budget.methods) + 1
+
+
 def run_demo(out: Path, budget: Budget, dataset_id: int = 990, seed: int = 0) -> Path:
-    """Run every step of the demo into `out`; returns the leaderboard folder."""
+    """Run every step of the demo into `out` (datasets `dataset_id`: whole CTs, `dataset_id` + 1: ROIs);
+    returns the leaderboard folder."""
     out = out.resolve()
-    if (out / "README.md").exists() or (out / "source").exists():
+    if (out / "README.md").exists() or (out / "commands.sh").exists():
         raise SystemExit(f"nnunet_ppm demo: {out} holds an earlier demo; choose another --out or remove it")
     out.mkdir(parents=True, exist_ok=True)
     env = nnunet_environment(out)
-    if list(Path(env["nnUNet_raw"]).glob(f"Dataset{dataset_id:03d}_*")):
-        raise SystemExit(f"nnunet_ppm demo: nnUNet_raw ({env['nnUNet_raw']}) already has a dataset {dataset_id}; "
-                         f"pass another --dataset-id")
+    taken = [p.name for i in (dataset_id, dataset_id + 1) for p in Path(env["nnUNet_raw"]).glob(f"Dataset{i:03d}_*")]
+    if taken:
+        raise SystemExit(f"nnunet_ppm demo: nnUNet_raw ({env['nnUNet_raw']}) already has {', '.join(taken)}; "
+                         f"pass another --dataset-id (the demo uses it and the next one)")
     print(f"nnunet_ppm demo: budget '{budget.name}' on {budget.device}. {budget.note}\n", flush=True)
 
-    steps = StepRunner(out, env, total=10)  # one per steps.run below
-    ppm_trainer, nnunet_trainer = f"PPMTrainer_{budget.trainer_suffix}", f"nnUNetTrainer_{budget.trainer_suffix}"
-    steps.run("generate synthetic CTs", ["nnunet_ppm", "synth", out / "source", "--cases", budget.cases,
-                                         "--seed", seed, "--preset", budget.preset, "--layout", "roi"])
-    steps.run("convert to an nnU-Net raw dataset",
-              ["nnunet_ppm", "convert", "roi", out / "source", "-d", dataset_id, "--test-cases", budget.test_cases]
-              + (["--roi"] if budget.roi else []))
-    num_processes = env["nnUNet_def_n_proc"]
-    steps.run("nnU-Net fingerprint, plans and preprocessing",
-              ["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "--verify_dataset_integrity",
-               "-np", num_processes, "-npfp", num_processes])
-    steps.run("nnUNetPPMPlans and preprocessing",
-              ["nnunet_ppm", "plan", "-d", dataset_id, "--batch-size", budget.ppm_batch_size, "-np", num_processes]
-              + (["--patch", *budget.ppm_patch] if budget.ppm_patch else []))
+    steps = StepRunner(out, env, total=demo_steps(budget))
+    experiment = Experiment(out, env, steps, processes=int(env["nnUNet_def_n_proc"]))
+    source = experiment.generate(budget.cases, seed, budget.preset)
+    datasets = experiment.prepare(source, "roi", dataset_id, budget.test_cases, budget.roi_size,
+                                  budget.ppm_batch_size, budget.ppm_patch)
+    atlases = experiment.build_atlases(datasets)
     train_env = {"nnUNet_n_proc_DA": "0"} if budget.device == "cpu" else None
-    for trainer, plans in ((ppm_trainer, "nnUNetPPMPlans"), (nnunet_trainer, "nnUNetPlans")):
-        steps.run(f"train {trainer} on {plans}", ["nnUNetv2_train", dataset_id, "3d_fullres", "0", "-tr", trainer,
-                                                   "-p", plans, "-device", budget.device], train_env)
-
-    dataset = _dataset_name(env, dataset_id)
-    raw = Path(env["nnUNet_raw"]) / dataset
-    predictions = out / "predictions"
-    common = ["-i", raw / TEST_CASES_NAME, "-d", dataset_id, "-c", "3d_fullres", "-f", "0", "-device", budget.device,
-              "-npp", budget.prediction_processes, "-nps", budget.prediction_processes]
-    methods = {"PPMTrainer+CRF+LCC": predictions / "ppm_crf_lcc", "PPMTrainer": predictions / "ppm",
-               "nnUNetTrainer": predictions / "nnunet"}
-    steps.run("predict held-out cases: PPM + CRF + largest component",
-              ["nnunet_ppm", "predict", *common, "-o", methods["PPMTrainer+CRF+LCC"], "-tr", ppm_trainer,
-               "-p", "nnUNetPPMPlans"])
-    steps.run("predict held-out cases: PPM network only",
-              ["nnunet_ppm", "predict", *common, "-o", methods["PPMTrainer"], "-tr", ppm_trainer,
-               "-p", "nnUNetPPMPlans", "--no-crf", "--no-lcc"])
-    steps.run("predict held-out cases: default nnU-Net",
-              ["nnUNetv2_predict", *common, "-o", methods["nnUNetTrainer"], "-tr", nnunet_trainer, "-p", "nnUNetPlans"])
-
-    leaderboard = out / "leaderboard"
-    steps.run("leaderboard against default nnU-Net",
-              ["nnunet_ppm", "leaderboard", "-ref", raw / "labelsTs", "-i", raw / TEST_CASES_NAME,
-               "-dj", raw / "dataset.json", "-o", leaderboard, "--reference", "nnUNetTrainer",
-               "--pred", *[f"{name}={folder}" for name, folder in methods.items()]])
+    trained = set()
+    for method in budget.methods:
+        if method.model not in trained:
+            trained.add(method.model)
+            experiment.train(datasets, method, budget.device, extra_env=train_env)
+    boxes = experiment.localize(datasets, atlases)
+    predictions = {method.name: experiment.predict(datasets, method, out / "predictions" / method.folder_name,
+                                                   budget.device, budget.prediction_processes, boxes)
+                   for method in budget.methods}
+    leaderboard = experiment.leaderboard(datasets, predictions, REFERENCE, out / "leaderboard")
     board_text = (leaderboard / "leaderboard.md").read_text(encoding="utf-8").strip()
-    _write_readme(out, budget, dataset, env, leaderboard, steps.timings, board_text)
+    _write_readme(out, budget, datasets, experiment, leaderboard, board_text)
     print(f"\n{board_text}\n\n{budget.note}\nEverything is in {out} (start with {out / 'README.md'}).")
     return leaderboard
 

@@ -4,12 +4,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
 BIN = Path(sys.executable).parent
-TINY_DATASET_ID = 900
+TINY_DATASET_ID = 900  # the smoke run's whole-CT dataset
+TINY_ROI_DATASET_ID = TINY_DATASET_ID + 1  # its ROI dataset, the tiny_dataset fixture's
 
 
 def command_env(root: Path, **extra: str) -> Dict[str, str]:
@@ -59,16 +60,23 @@ def kill_when(args: Sequence[str], env: Dict[str, str], ready: Callable[[], bool
             process.wait()
 
 
-@dataclass
+@dataclass(frozen=True)
 class TinyDataset:
-    """The demo's smoke run (`nnunet_ppm demo --budget smoke`): a synthetic ROI-layout dataset converted to nnU-Net
-    raw, planned by nnU-Net and by `nnunet_ppm plan`, PPMTrainer_debug and nnUNetTrainer_debug trained on fold 0,
-    the held-out cases predicted, and the leaderboard (in ``demo``)."""
+    """One dataset of the demo's smoke run (`nnunet_ppm demo --budget smoke`, see demo.BUDGETS): 7 tiny synthetic
+    CTs converted twice with the same 2 held-out patients (whole CTs in imagesTs/labelsTs), planned by nnU-Net
+    and `nnunet_ppm plan`: the ROI dataset (PPMTrainer_debug on nnUNetPPMPlans, nnUNetTrainer_debug on
+    nnUNetPlans; the fixture's dataset) and ``whole_ct`` (nnUNetTrainer_debug on nnUNetPlans). The run's
+    atlases, kidney boxes, predictions and leaderboard are in ``demo``."""
 
     root: Path
     env: Dict[str, str]
     demo: Path
-    dataset_id: int = TINY_DATASET_ID
+    dataset_id: int = TINY_ROI_DATASET_ID
+
+    @property
+    def whole_ct(self) -> "TinyDataset":
+        """The smoke run's whole-CT dataset (default nnU-Net's data)."""
+        return replace(self, dataset_id=TINY_DATASET_ID)
 
     @property
     def raw(self) -> Path:
@@ -82,7 +90,7 @@ class TinyDataset:
         return self.root / "nnUNet_results" / self.raw.name / f"{trainer}__{plans}__3d_fullres"
 
     def model(self, trainer: str, plans: str) -> Path:
-        """The model folder of one of the demo's trainings (fold 0 trained)."""
+        """The model folder of one of the demo's trainings on this dataset (fold 0 trained)."""
         folder = self.results(trainer, plans)
         if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
             raise AssertionError(f"the smoke run trained no {trainer} on {plans} (no {folder}/fold_0)")
@@ -90,8 +98,8 @@ class TinyDataset:
 
 
 def make_tiny_dataset(root: Path) -> TinyDataset:
-    """`nnunet_ppm demo --budget smoke` (7 tiny CTs, 2 held out; see demo.BUDGETS) with nnU-Net's folders under
-    ``root``; its two trained models are the dataset's ``.model`` folders."""
+    """`nnunet_ppm demo --budget smoke` with nnU-Net's folders under ``root``: datasets TINY_DATASET_ID (whole
+    CTs) and TINY_DATASET_ID + 1 (ROIs, returned)."""
     env = command_env(root)
     run_command(["nnunet_ppm", "demo", "--budget", "smoke", "--out", root / "demo", "--dataset-id", TINY_DATASET_ID],
                 env)

@@ -77,8 +77,9 @@ def test_leaderboard_of_two_cpu_trained_nnunet_result_folders(tiny_dataset, tmp_
     report = (output / "leaderboard.md").read_text(encoding="utf-8")
     assert f"**n = {len(cases)} cases common to all methods**" in report
     assert "## Surface Dice (KiTS21/23)" in report
-    # the tiny dataset's cases were converted as given (`roi` layout, not cut): the header says it is not recorded
-    assert "**Cross-validation on the source's cases as given (`roi` layout" in report
+    # the tiny dataset's training cases are ROIs cut with the reference labels: the header says so, and optimistic
+    assert "**Cross-validation on ROIs cut around each kidney with the reference labels (window: " in report
+    assert "optimistic, because the reference labels located the kidney" in report
     linked = [line.split("](")[1].split(")")[0] for line in report.splitlines() if line.startswith(("- worst", "- best"))]
     assert linked
     for name in linked:  # each case's reference column outlines its kidney (red) and tumor (blue)

@@ -11,7 +11,7 @@ from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from nnunetv2.run.run_training import get_trainer_from_args
 
 from nnunet_ppm.network import FCNPPM
-from nnunet_runs import case_ids, run_command
+from nnunet_runs import TINY_ROI_DATASET_ID, case_ids, run_command
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_ppm_trainer_trains_and_nnunet_predicts_with_it(tiny_dataset, nnunet_ppm
 
 
 def _trainer(trainer_name: str, plans: str):
-    trainer = get_trainer_from_args("900", "3d_fullres", 0, trainer_name, plans, device=torch.device("cpu"))
+    trainer = get_trainer_from_args(str(TINY_ROI_DATASET_ID), "3d_fullres", 0, trainer_name, plans, device=torch.device("cpu"))
     trainer.initialize()
     return trainer
 

@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 from nnunetv2.run.run_training import get_trainer_from_args
 from torch.nn.parallel import DistributedDataParallel
+from nnunet_runs import TINY_ROI_DATASET_ID
 
 
 pytestmark = pytest.mark.integration
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("plans", ["nnUNetPPMPlans", "nnUNetPlans"])
 def test_ppm_trainer_network_trains_under_ddp(tiny_env, tmp_path, plans):
     """nnUNetv2_train -num_gpus N wraps the network in DDP; one CPU process (gloo) runs the same reducer checks."""
-    trainer = get_trainer_from_args("900", "3d_fullres", 0, "PPMTrainer", plans, device=torch.device("cpu"))
+    trainer = get_trainer_from_args(str(TINY_ROI_DATASET_ID), "3d_fullres", 0, "PPMTrainer", plans, device=torch.device("cpu"))
     trainer.initialize()
     patch = list(trainer.configuration_manager.patch_size)
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'ddp_store'}", rank=0, world_size=1)

@@ -24,7 +24,7 @@ def _delayed(method, seconds: float):
 @pytest.mark.parametrize("trainer_name, data_loading", [("PPMTrainerBenchmark_5epochs", True),
                                                         ("PPMTrainerBenchmark_5epochs_noDataLoading", False)])
 def test_benchmark_trainer_times_each_epoch_and_writes_no_checkpoint(tiny_env, trainer_name, data_loading):
-    trainer = get_trainer_from_args("900", "3d_fullres", 0, trainer_name, "nnUNetPPMPlans", device=torch.device("cpu"))
+    trainer = get_trainer_from_args(str(tiny_env.dataset_id), "3d_fullres", 0, trainer_name, "nnUNetPPMPlans", device=torch.device("cpu"))
     trainer.num_epochs, trainer.num_iterations_per_epoch = 1, 1  # the variant's 5 x 50, shortened for the CPU
     # known pauses where the timer must run (a training step) and where it must not (validation)
     trainer.train_step = _delayed(trainer.train_step, TRAIN_STEP_PAUSE)

@@ -9,6 +9,7 @@ from nnunetv2.run.run_training import get_trainer_from_args
 
 from nnunet_ppm.training.class_weights import class_weights
 from nnunet_ppm.training.lr_schedule import EpochMultiStepLR, multistep_lr, paper_lr_milestones
+from nnunet_runs import TINY_ROI_DATASET_ID
 
 KITS_LABELS = {"background": 0, "kidney": 1, "tumor": 2}
 
@@ -39,7 +40,7 @@ def test_only_the_labels_the_network_outputs_need_a_weight():
 
 @pytest.mark.integration
 def test_ppm_trainer_names_its_dataset_json_when_a_label_name_is_unknown(tiny_env):
-    trainer = get_trainer_from_args("900", "3d_fullres", 0, "PPMTrainer", "nnUNetPPMPlans", device=torch.device("cpu"))
+    trainer = get_trainer_from_args(str(TINY_ROI_DATASET_ID), "3d_fullres", 0, "PPMTrainer", "nnUNetPPMPlans", device=torch.device("cpu"))
     try:
         trainer.dataset_json["labels"] = {"background": 0, "kidney": 1, "lesion": 2}
         dataset_json = os.path.join(trainer.preprocessed_dataset_folder_base, "dataset.json")

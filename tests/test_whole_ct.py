@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from nnunet_ppm.dataset_conversion.convert import convert_dataset
 from nnunet_ppm.dataset_conversion.roi import Length, RoiWindow, box_overlap, roi_box
+from nnunet_ppm.dataset_conversion.synthesize import synthesize
 from nnunet_ppm.localization.atlas_localizer import AtlasLocalizer
 from nnunet_ppm.localization.atlas_set import SIDE_CODES, load_atlases
 from nnunet_ppm.localization.localizer import ct_cases
@@ -23,7 +25,6 @@ from nnunet_ppm.localization.registration import RegistrationSettings
 from nnunet_ppm.whole_ct.recall import roi_recall
 from nnunet_ppm.whole_ct.rois import rois_for
 from nnunet_runs import command_env, kill_when, run_command
-from whole_ct_cases import painted_dataset
 
 pytestmark = pytest.mark.integration  # the atlases come from `nnunet_ppm atlas build`, run as a command
 
@@ -33,6 +34,13 @@ TARGET_CASES = ("case_00009", "case_00013")
 WINDOW = RoiWindow((Length(110, "mm"), Length(110, "mm")), Length(10, "mm"))
 ITERATIONS = 20  # affine iterations per level: enough here, and quick
 SEED = 3
+
+
+def painted_dataset(labels_dir, case_ids, root, dataset_id, seed=0):
+    """CTs painted onto the label maps of `case_ids` coarsened to >= 3 mm, converted (whole CTs) under root."""
+    source = synthesize(root / f"source_{dataset_id}", seed=seed, layout="kits19", min_spacing_mm=3.0,
+                        labels_from=[labels_dir / f"{case}.nii.gz" for case in case_ids], progress=False)
+    return convert_dataset(source, dataset_id, layout="kits19", raw_dir=root / "nnUNet_raw", progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +144,7 @@ def _array(path):
 @pytest.fixture(scope="module")
 def predict_ct_run(whole_cts, localized, tiny_dataset, tmp_path_factory):
     """An uninterrupted `predict-ct --boxes` of both CTs, one of them left out of the boxes (no kidney found)."""
-    tiny_dataset.model("PPMTrainer_debug", "nnUNetPPMPlans")  # stands in for an ROI model
+    tiny_dataset.model("PPMTrainer_debug", "nnUNetPPMPlans")  # the smoke run's ROI model (tiny 110 mm ROIs)
     root = tmp_path_factory.mktemp("predict_ct")
     report = json.loads(localized.path.read_text())
     del report["cases"][TARGET_CASES[1]]
@@ -196,15 +204,16 @@ def test_predict_ct_pastes_the_roi_predictions_back_exactly_and_reports_a_ct_wit
 
 
 def test_a_coarse_nnunet_model_localises_whole_cts(tiny_dataset, tmp_path):
-    model = tiny_dataset.model("PPMTrainer_debug", "nnUNetPPMPlans")  # trained on whole (tiny) CTs
+    whole_ct = tiny_dataset.whole_ct
+    model = whole_ct.model("nnUNetTrainer_debug", "nnUNetPlans")  # default nnU-Net, trained on whole (tiny) CTs
     out = tmp_path / "coarse.json"
-    run_command(["nnunet_ppm", "localize", "-i", tiny_dataset.raw / "imagesTs", "-o", out, "--coarse-model", model,
+    run_command(["nnunet_ppm", "localize", "-i", whole_ct.raw / "imagesTs", "-o", out, "--coarse-model", model,
                  "--coarse-folds", "0", "-device", "cpu", "--disable_progress_bar"], tiny_dataset.env)
     report = json.loads(out.read_text())
     assert report["localizer"]["kind"] == "nnunet" and report["localizer"]["model"] == str(model)
     assert len(report["cases"]) == 2
     for case, entry in report["cases"].items():
-        shape = sitk.GetArrayViewFromImage(sitk.ReadImage(str(tiny_dataset.raw / "imagesTs" / f"{case}_0000.nii.gz"))).shape
+        shape = sitk.GetArrayViewFromImage(sitk.ReadImage(str(whole_ct.raw / "imagesTs" / f"{case}_0000.nii.gz"))).shape
         assert entry["kidneys"] or "no kidney found" in entry["notes"]
         for kidney in entry["kidneys"]:
             assert kidney["side"] in ("right", "left") and 0 <= kidney["confidence"] <= 1

@@ -6,11 +6,16 @@ validation iteration) and predict without test-time mirroring (their
 validation and any later prediction with them are 8x cheaper): enough to
 prove the plumbing on a CPU, nothing more. They are seeded (``SeededTraining``)
 and save checkpoint_latest.pth after every epoch, so that tests get the same
-model from the same data and can kill and resume a training. The `_cpuDemo` /
-`_gpuDemo` pairs give both methods the same budget in `nnunet_ppm demo`; the
-`_cpuDemo` ones also predict without test-time mirroring.
+model from the same data and can kill and resume a training.
 nnUNetTrainer_debug is stock nnU-Net with that same budget, the baseline that
-PPMTrainer_debug is compared with in tests and the CPU demo.
+PPMTrainer_debug is compared with in tests and the smoke run.
+
+The `_cpuDemo` pair gives both methods of `nnunet_ppm demo` the same training
+time on 2 CPU cores, as a fixed number of iterations per trainer from its
+measured step time (reproducible runs; each schedule computed from its own
+iterations); PPMTrainer_cpuDemo uses the demo learning rate 1e-2
+(``DemoLearningRate``); both are seeded and predict without test-time
+mirroring. The `_gpuDemo` pair runs the same iterations for both methods.
 
 PPMTrainerBenchmark_5epochs / _noDataLoading time the training loop
 (benchmarks/training_loop.py), like nnU-Net's nnUNetTrainerBenchmark_5epochs
@@ -130,14 +135,76 @@ class DebugBudget(SeededTraining, NoTestTimeMirroring, TrainingBudget):
     budget_save_every = 1
 
 
-class CpuDemoBudget(NoTestTimeMirroring, TrainingBudget):
-    """`nnunet_ppm demo --budget cpu`: a few minutes per method on 2 CPU cores, predictions without mirroring."""
-    budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 4, 20, 2
+# `nnunet_ppm demo --budget cpu`: the same training time per method, as iterations from the seconds per
+# iteration measured on 2 idle CPU cores (validation iterations included; docs/demo.md)
+CPU_DEMO_TRAINING_SECONDS = 200
+PPM_CPU_STEP_SECONDS = 0.25  # PPMTrainer, batch 2 x 24x32x32 ROI patches (the 3D_FCN_PPM network)
+NNUNET_CPU_STEP_SECONDS = 9.5  # nnUNetTrainer, batch 2 x 48x64x80 whole-CT patches (nnU-Net's 5-stage U-Net)
+
+
+def cpu_demo_iterations_per_epoch(step_seconds: float, epochs: int) -> int:
+    """Iterations per epoch that fill CPU_DEMO_TRAINING_SECONDS in `epochs` epochs at `step_seconds` each."""
+    return max(1, round(CPU_DEMO_TRAINING_SECONDS / step_seconds / epochs))
+
+
+class CpuDemoBudget(SeededTraining, NoTestTimeMirroring, TrainingBudget):
+    """`nnunet_ppm demo --budget cpu`: the same training time per method on 2 CPU cores, as a fixed number of
+    iterations per trainer (set by each trainer from its measured step time); predictions without mirroring."""
+    budget_val_iterations_per_epoch = 2
+
+
+class DemoLearningRate:
+    """Mixin for PPMTrainer: initial learning rate 1e-2 instead of the paper's 1e-3 (same momentum, weight
+    decay and milestones at 3/8, 5/8, 7/8 of the run). A demo variant: at 1e-3 the network barely moves
+    within a CPU demo's minutes (docs/demo.md has the measured curves)."""
+
+    demo_initial_lr = 1e-2
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = self.demo_initial_lr
 
 
 class GpuDemoBudget(TrainingBudget):
     """`nnunet_ppm demo --budget gpu`: 30 epochs of 250 iterations per method."""
     budget_epochs, budget_iterations_per_epoch, budget_val_iterations_per_epoch = 30, 250, 50
+
+
+ITERATIONS_ENV = "nnUNet_ppm_iterations"
+
+
+class KeepEpochCheckpoints:
+    """Mixin: also keep checkpoint_epoch_<N>.pth after every epoch (N epochs done), the points of a learning curve."""
+
+    def on_epoch_end(self):
+        super().on_epoch_end()
+        if self.local_rank == 0:
+            self.save_checkpoint(os.path.join(self.output_folder, f"checkpoint_epoch_{self.current_epoch}.pth"))
+
+
+class IterationsFromEnvironment(KeepEpochCheckpoints, SeededTraining, NoTestTimeMirroring, TrainingBudget):
+    """Mixin for benchmarks/learning_curve.py: ``nnUNet_ppm_iterations`` training iterations (the environment
+    variable, required) in `budget_epochs` epochs, each epoch's checkpoint kept; seeded, no test-time mirroring.
+    The benchmark computes the iterations from the trainer's measured step time, so that every cell trains for
+    the same time."""
+
+    budget_epochs, budget_val_iterations_per_epoch = 5, 4
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        value = os.environ.get(ITERATIONS_ENV, "")
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{type(self).__name__} needs the environment variable {ITERATIONS_ENV} (training "
+                             f"iterations, a positive integer); found {value!r}")
+        self.num_iterations_per_epoch = max(1, round(int(value) / self.num_epochs))
+
+    def initialize(self):
+        if not self.was_initialized:
+            self.print_to_log_file(f"{ITERATIONS_ENV}={os.environ[ITERATIONS_ENV]}: {self.num_epochs} epochs of "
+                                   f"{self.num_iterations_per_epoch} iterations")
+        super().initialize()
 
 
 class TrainingLoopBenchmark(TrainingBudget):
@@ -236,12 +303,14 @@ class nnUNetTrainer_debug(DebugBudget, nnUNetTrainer):
     pass
 
 
-class PPMTrainer_cpuDemo(CpuDemoBudget, PPMTrainer):
-    pass
+class PPMTrainer_cpuDemo(DemoLearningRate, CpuDemoBudget, PPMTrainer):
+    budget_epochs = 20
+    budget_iterations_per_epoch = cpu_demo_iterations_per_epoch(PPM_CPU_STEP_SECONDS, budget_epochs)
 
 
 class nnUNetTrainer_cpuDemo(CpuDemoBudget, nnUNetTrainer):
-    pass
+    budget_epochs, budget_val_iterations_per_epoch = 7, 1
+    budget_iterations_per_epoch = cpu_demo_iterations_per_epoch(NNUNET_CPU_STEP_SECONDS, budget_epochs)
 
 
 class PPMTrainer_gpuDemo(GpuDemoBudget, PPMTrainer):
@@ -265,4 +334,20 @@ class PPMTrainerBenchmark_3epochs_4its(CpuTrainingLoopBenchmark, PPMTrainer):
 
 
 class PPMTrainerBenchmark_3epochs_4its_noDataLoading(FixedBatch, CpuTrainingLoopBenchmark, PPMTrainer):
+    pass
+
+
+class nnUNetTrainerBenchmark_3epochs_4its(CpuTrainingLoopBenchmark, nnUNetTrainer):
+    pass
+
+
+class PPMTrainer_learningCurve(IterationsFromEnvironment, PPMTrainer):
+    pass
+
+
+class PPMTrainer_learningCurveDemoLR(DemoLearningRate, IterationsFromEnvironment, PPMTrainer):
+    pass
+
+
+class nnUNetTrainer_learningCurve(IterationsFromEnvironment, nnUNetTrainer):
     pass

@@ -9,5 +9,7 @@ from nnunet_ppm.training.variants import (PPMTrainer_5epochs, PPMTrainer_10epoch
                                           PPMTrainerBenchmark_5epochs, PPMTrainerBenchmark_5epochs_noDataLoading,
                                           PPMTrainerBenchmark_3epochs_4its,
                                           PPMTrainerBenchmark_3epochs_4its_noDataLoading,
-                                          PPMTrainer_debug, PPMTrainer_gpuDemo, nnUNetTrainer_cpuDemo,
-                                          nnUNetTrainer_debug, nnUNetTrainer_gpuDemo)
+                                          PPMTrainer_debug, PPMTrainer_gpuDemo, PPMTrainer_learningCurve,
+                                          PPMTrainer_learningCurveDemoLR, nnUNetTrainer_cpuDemo,
+                                          nnUNetTrainer_debug, nnUNetTrainer_gpuDemo, nnUNetTrainer_learningCurve,
+                                          nnUNetTrainerBenchmark_3epochs_4its)
