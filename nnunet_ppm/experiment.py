@@ -252,10 +252,14 @@ class Experiment:
         return out
 
     def leaderboard(self, datasets: Datasets, predictions: Dict[str, Path], reference: str, out: Path) -> Path:
-        """`nnunet_ppm leaderboard` of the held-out whole CTs against the `reference` method."""
+        """`nnunet_ppm leaderboard` of the held-out whole CTs against the `reference` method.
+
+        The labels come from the ROI dataset's dataset.json: its conversion record (ROIs cut from these sources,
+        the held-out patients kept whole) is what tells the leaderboard that the scores are end to end on whole
+        CTs, whatever the source layout."""
         self.steps.run("leaderboard on the held-out whole CTs",
                        ["nnunet_ppm", "leaderboard", "-ref", datasets.test_labels, "-i", datasets.test_images,
-                        "-dj", datasets.whole_ct / "dataset.json", "-o", out, "--reference", reference,
+                        "-dj", datasets.rois / "dataset.json", "-o", out, "--reference", reference,
                         "--pred", *[f"{name}={folder}" for name, folder in predictions.items()]])
         return out
 

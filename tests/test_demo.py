@@ -63,6 +63,7 @@ def test_demo_writes_its_commands_logs_and_readme(tiny_dataset):
     board = (demo / "leaderboard" / "leaderboard.md").read_text(encoding="utf-8")
     assert "## Leaderboard (held-out whole CTs)" in readme
     assert "**n = 2 cases common to all methods**" in board and "**n = 2 cases common to all methods**" in readme
+    assert board.splitlines()[2].startswith("**End-to-end on whole CTs, test set:"), board.splitlines()[2]
 
 
 def test_demo_holds_out_whole_ct_patients_and_builds_atlases_from_training_cts_only(tiny_dataset):

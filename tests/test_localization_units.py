@@ -7,7 +7,9 @@ import SimpleITK as sitk
 
 from nnunet_ppm.dataset_conversion.orientation import KITS_DIRECTION
 from nnunet_ppm.dataset_conversion.roi import Length, RoiWindow
+from nnunet_ppm.dataset_conversion.synthesize import synthesize
 from nnunet_ppm.localization.atlas_localizer import region_box
+from nnunet_ppm.localization.atlas_set import SIDE_CODES, make_atlas
 from nnunet_ppm.localization.atlas_selection import k_medoids
 from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer
 from nnunet_ppm.localization.fusion import fuse_kidneys, majority_vote
@@ -188,3 +190,14 @@ def test_a_box_outside_the_ct_is_an_error_naming_case_and_side(tmp_path):
 @pytest.mark.parametrize("window", [RoiWindow(), RoiWindow((Length(110, "mm"), Length(90, "mm")), Length(3, "voxels"))])
 def test_roi_window_description_reads_back(window):
     assert RoiWindow.from_description(window.describe()) == window
+
+
+def test_make_atlas_of_a_ct_painted_at_5_mm(kits19_labels_dir, tmp_path):
+    """Regression: make_atlas read a temporary image through a numpy view and crashed (segfault) on this case."""
+    source = synthesize(tmp_path / "src", layout="kits19", labels_from=[kits19_labels_dir / "case_00066.nii.gz"],
+                        min_spacing_mm=5.0, progress=False)
+    case = source / "data" / "case_00066"
+    atlas = make_atlas("case_00066", sitk.ReadImage(str(case / "imaging.nii.gz")),
+                       sitk.ReadImage(str(case / "segmentation.nii.gz")), 4.0, 20.0)
+    assert atlas.sides.GetSpacing() == (4.0, 4.0, 4.0)
+    assert set(np.unique(sitk.GetArrayFromImage(atlas.sides))) == {0, *SIDE_CODES.values()}

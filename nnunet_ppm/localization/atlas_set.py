@@ -89,7 +89,8 @@ def make_atlas(name: str, ct: sitk.Image, label: sitk.Image, spacing_mm: float, 
     low_ct = resample_ct(ct, spacing_mm)
     coded = np.zeros(sitk.GetArrayViewFromImage(low_ct).shape, np.uint8)
     for code in SIDE_CODES.values():  # each kidney resampled on its own, so neither swallows the other
-        kidney = sitk.GetArrayViewFromImage(resample_mask(sides_full == code, spacing_mm)) > 0
+        # a copy: a view of the temporary resampled image would outlive it (a segfault, seen on 5 mm CTs)
+        kidney = sitk.GetArrayFromImage(resample_mask(sides_full == code, spacing_mm)) > 0
         coded[kidney & (coded == 0)] = code
     voxels = np.argwhere(coded > 0)
     if len(voxels) == 0:
