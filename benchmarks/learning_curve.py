@@ -60,7 +60,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NNUNET_PPM_SHARED_DATA", REPO.parent / "shared" / "data"))
 REFERENCE = "nnU-Net (whole CT)"
 PAPER = "PPM (paper)"
-TIMING_TRAINERS = {"PPMTrainer": "PPMTrainerBenchmark_3epochs_4its", "nnUNetTrainer": "nnUNetTrainerBenchmark_3epochs_4its"}
+TIMING_TRAINERS = {"PPMTrainer": "PPMTrainerBenchmark_3epochs_4its",
+                   "nnUNetTrainer": "nnUNetTrainerBenchmark_3epochs_4its"}
 
 
 def cells(ppm_trainer: str) -> List[Method]:
@@ -105,9 +106,9 @@ def evaluate(experiment: Experiment, datasets: Datasets, predictions: Path) -> D
     """Mean kidney, tumor and kidney+tumor Dice of a prediction folder (`nnunet_ppm evaluate`; reused)."""
     scores = predictions.parent / f"{predictions.name}_scores"
     if not (scores / "metrics_per_case.csv").is_file():
-        experiment.steps.run(f"score {predictions.parent.name} {predictions.name}", ["nnunet_ppm", "evaluate", "-ref", datasets.test_labels,
-                                                          "-pred", predictions, "-o", scores,
-                                                          "-dj", datasets.whole_ct / "dataset.json"])
+        experiment.steps.run(f"score {predictions.parent.name} {predictions.name}",
+                             ["nnunet_ppm", "evaluate", "-ref", datasets.test_labels, "-pred", predictions, "-o", scores,
+                              "-dj", datasets.whole_ct / "dataset.json"])
     rows = list(csv.DictReader(open(scores / "metrics_per_case.csv", encoding="utf-8")))
     return {structure: statistics.fmean(float(row[f"{structure}_dice"]) for row in rows)
             for structure in ("kidney", "tumor", "kidney_tumor")}

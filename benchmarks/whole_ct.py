@@ -46,9 +46,10 @@ from results import Table  # benchmarks/ is not a package: the script's folder i
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the tests' nnU-Net command helpers
-from nnunet_runs import TinyDataset, command_env, run_command  # noqa: E402
+from nnunet_runs import command_env, run_command  # noqa: E402
 
 from nnunet_ppm.dataset_conversion.convert import convert_dataset  # noqa: E402
+from nnunet_ppm.experiment import Datasets, Experiment, Method, StepRunner  # noqa: E402
 from nnunet_ppm.dataset_conversion.roi import RoiWindow, parse_in_plane_size, parse_length  # noqa: E402
 from nnunet_ppm.dataset_conversion.synthesize import synthesize  # noqa: E402
 from nnunet_ppm.localization.atlas_localizer import DEFAULT_KIDNEY_MARGIN_MM  # noqa: E402
@@ -74,20 +75,17 @@ def choose_cases(labels_dir: Path, atlas_count: int, target_count: int, seed: in
     return sorted(chosen[:atlas_count]), sorted(chosen[atlas_count:])
 
 
-def roi_model(source: Path, env: dict) -> TinyDataset:
-    """The ROI dataset of the atlas CTs, planned (nnU-Net + PPM plans) and trained with PPMTrainer_debug."""
+def roi_model(source: Path, atlas_raw: Path, env: dict) -> Path:
+    """PPMTrainer_debug trained on the ROI dataset of the atlas CTs (nnunet_ppm.experiment's steps; reused when
+    WORK has it); returns its model folder."""
     root = Path(env["nnUNet_raw"]).parent
-    model = TinyDataset(root, env, ROI_ID)
-    trained = Path(env["nnUNet_results"]).glob(f"Dataset{ROI_ID}_*/PPMTrainer_debug__nnUNetPPMPlans__3d_fullres/"
-                                               "fold_0/checkpoint_final.pth")
-    if next(trained, None) is not None:
-        return model
+    experiment = Experiment(root, env, StepRunner(root, env, total=4))
     start = time.perf_counter()
-    convert_dataset(source, ROI_ID, layout="kits19", raw_dir=env["nnUNet_raw"], roi=True, roi_size=ROI_SIZE,
-                    roi_margin=ROI_MARGIN, keep_healthy=True, progress=False)
-    run_command(["nnUNetv2_plan_and_preprocess", "-d", ROI_ID, "-c", "3d_fullres", "-np", "1"], env)
-    run_command(["nnunet_ppm", "plan", "-d", ROI_ID, "-np", "1"], env)
-    model.train("PPMTrainer_debug", "nnUNetPPMPlans")
+    rois = experiment.convert(source, "kits19", ROI_ID, 0, ROI_SIZE)
+    experiment.plan_nnunet(rois)
+    experiment.plan_ppm(rois, 4, None)
+    method = Method("ROI model", "PPMTrainer_debug", "nnUNetPPMPlans", on_rois=True)
+    model = experiment.train(Datasets(atlas_raw, rois), method, "cpu", extra_env={"nnUNet_n_proc_DA": "0"})
     print(f"ROI model (PPMTrainer_debug): {time.perf_counter() - start:.0f} s", flush=True)
     return model
 
@@ -181,8 +179,7 @@ def main() -> None:
             run_command(["nnunet_ppm", "atlas", "build", "-d", atlas_raw, "-o", root / "atlases", "-n", args.atlases,
                          "--disable_progress_bar"], env)
         if args.predict_cases:
-            model = roi_model(atlas_source, env)
-            window = roi_window_of(model.results("PPMTrainer_debug", "nnUNetPPMPlans"))
+            window = roi_window_of(roi_model(atlas_source, atlas_raw, env))
         else:
             window = RoiWindow(parse_in_plane_size(ROI_SIZE), parse_length(ROI_MARGIN))
 
@@ -212,7 +209,7 @@ def main() -> None:
             start = time.perf_counter()
             run_command(["nnunet_ppm", "predict-ct", "-i", subset, "-o", out, "-d", ROI_ID, "-c", "3d_fullres",
                          "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans", "-f", "0", "-device", args.device,
-                         "-npp", "1", "-nps", "1", "--boxes", boxes, "--disable_progress_bar"], model.env)
+                         "-npp", "1", "-nps", "1", "--boxes", boxes, "--disable_progress_bar"], env)
             wall = time.perf_counter() - start
             reports = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(out.glob("*.json"))]
             roi_sizes = ["x".join(map(str, (stop - start for start, stop in roi["box"])))

@@ -129,7 +129,8 @@ def _write_readme(out: Path, budget: Budget, datasets: Datasets, experiment: Exp
 
 What ran (every command is in `commands.sh`, every output in `logs/`):
 
-1. `nnunet_ppm synth`: {budget.cases} synthetic arterial-phase whole CTs ({budget.preset} preset), in `source_{budget.preset}/`.
+1. `nnunet_ppm synth`: {budget.cases} synthetic arterial-phase whole CTs ({budget.preset} preset), in
+   `source_{budget.preset}/`.
 2. `nnunet_ppm convert roi` twice, with the same {budget.test_cases} held-out patients kept as whole CTs
    (imagesTs/labelsTs): `{datasets.rois.name}` (per-kidney ROIs of {budget.roi_size} in-plane, the paper's
    data) and `{datasets.whole_ct.name}` (whole CTs, default nnU-Net's data).

@@ -12,6 +12,7 @@ import SimpleITK as sitk
 import torch
 
 from nnunet_ppm.demo import BUDGETS, demo_steps, run_demo
+from nnunet_ppm.experiment import Experiment, StepRunner, nnunet_environment
 from nnunet_runs import case_ids
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,8 @@ def test_demo_holds_out_whole_ct_patients_and_builds_atlases_from_training_cts_o
     held_out = case_ids(whole / "labelsTs")
     assert len(held_out) == SMOKE.test_cases and case_ids(roi / "labelsTs") == held_out
     for case in held_out:  # the same whole CTs in both datasets
-        assert (roi / "imagesTs" / f"{case}_0000.nii.gz").read_bytes() == (whole / "imagesTs" / f"{case}_0000.nii.gz").read_bytes()
+        image = f"imagesTs/{case}_0000.nii.gz"
+        assert (roi / image).read_bytes() == (whole / image).read_bytes(), case
     training_patients = set(case_ids(whole / "labelsTr"))
     assert not training_patients & set(held_out)
     assert {case.rsplit("_", 1)[0] for case in case_ids(roi / "labelsTr")} == training_patients  # ROIs per side
@@ -126,3 +128,17 @@ def test_demo_refuses_an_output_folder_that_holds_an_earlier_demo(tmp_path):
     with pytest.raises(SystemExit, match=f"nnunet_ppm demo: {tmp_path} holds an earlier demo; choose another --out"):
         run_demo(tmp_path, SMOKE)
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+
+
+def test_experiment_step_whose_result_exists_is_reused_not_rerun(tmp_path, capsys):
+    env = nnunet_environment(tmp_path, own_folders=True)
+    steps = StepRunner(tmp_path, env, total=2)
+    experiment = Experiment(tmp_path, env, steps)
+    source = experiment.generate(2, 0, "tiny")
+    written = {p: p.stat().st_mtime_ns for p in source.rglob("*")}
+    assert experiment.generate(2, 0, "tiny") == source
+    assert (steps.done, len(steps.timings)) == (2, 1), "the second generate must not run"
+    assert f"[2/2] generate 2 synthetic CTs: reusing {source}" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in source.rglob("*")} == written
+    commands = (tmp_path / "commands.sh").read_text(encoding="utf-8")
+    assert commands.count("nnunet_ppm synth") == 1
