@@ -21,7 +21,9 @@ measured first (`nnUNetv2_train -tr PPMTrainerBenchmark_3epochs_4its` /
 `nnUNetTrainerBenchmark_3epochs_4its` on its own data and plans; median of
 epochs 2 and 3), and the cell then trains round(minutes * 60 / step)
 iterations (`*_learningCurve` trainers, nnUNet_ppm_iterations; 5 epochs, each
-epoch's checkpoint kept). Each kept checkpoint predicts the held-out whole CTs
+epoch's checkpoint kept). The curve's time axis is nnU-Net's epoch time, which
+also holds each epoch's 4 validation iterations (a few % at 20 minutes; the
+step time above leaves them out). Each kept checkpoint predicts the held-out whole CTs
 end to end (ROI cells: the atlases' kidney boxes and `predict-ct --boxes`;
 whole-CT cell: `nnUNetv2_predict`) and is scored by `nnunet_ppm evaluate`; the
 final ones go through `nnunet_ppm leaderboard` (Dice, MSSD, Surface Dice: the

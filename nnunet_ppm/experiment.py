@@ -52,7 +52,8 @@ class Method:
 
     @property
     def folder_name(self) -> str:
-        return self.name.replace("+", "_").replace(" ", "_")
+        """The name as a folder name: runs of anything but letters, digits, '.' and '-' become one '_'."""
+        return re.sub(r"[^\w.-]+", "_", self.name).strip("_")
 
 
 def nnunet_environment(out: Path, own_folders: bool = False) -> Dict[str, str]:
