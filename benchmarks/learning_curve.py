@@ -191,30 +191,32 @@ def main() -> None:
         experiment.train(datasets, method, args.device, extra_env={ITERATIONS_ENV: str(iterations[key]),
                                                                   "nnUNet_n_proc_DA": "0"})
 
-    curve: Dict[str, List[dict]] = {}
-    final: Dict[str, Path] = {}
+    epochs = IterationsFromEnvironment.budget_epochs
+    epoch_times = {}
+    for method in methods:
+        logging = torch.load(experiment.model_folder(datasets, method) / "fold_0" / "checkpoint_final.pth",
+                             map_location="cpu", weights_only=False)["logging"]
+        epoch_times[method.name] = [end - start for start, end in zip(logging["epoch_start_timestamps"],
+                                                                      logging["epoch_end_timestamps"])]
+    points: Dict[str, Dict[int, dict]] = {method.name: {} for method in methods}
     seconds_per_ct: Dict[str, float] = {}
     cts = len(localisation)
-    for method in methods:
-        model = experiment.model_folder(datasets, method) / "fold_0"
-        checkpoint = torch.load(model / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-        starts, ends = (checkpoint["logging"][k] for k in ("epoch_start_timestamps", "epoch_end_timestamps"))
-        curve[method.name] = []
-        for epoch in range(1, IterationsFromEnvironment.budget_epochs + 1):
+    for epoch in [epochs, *range(1, epochs)]:  # the end of the budget (the table) first, then the curve
+        for method in methods:
             out = work / "predictions" / method.folder_name / f"epoch_{epoch}"
             timing = out.with_name(f"epoch_{epoch}_seconds_per_ct.json")
             started = time.perf_counter()
             experiment.predict(datasets, method, out, args.device, 1, boxes, checkpoint=f"checkpoint_epoch_{epoch}.pth")
             if not timing.is_file():  # written once the prediction has run (a reused one keeps its own)
                 timing.write_text(json.dumps((time.perf_counter() - started) / cts), encoding="utf-8")
-            if epoch == IterationsFromEnvironment.budget_epochs:
-                final[method.name] = out
+            if epoch == epochs:
                 seconds_per_ct[method.name] = (json.loads(timing.read_text(encoding="utf-8"))
                                                + (localisation_seconds if method.on_rois else 0.0))
-            minutes = sum(end - start for start, end in zip(starts[:epoch], ends[:epoch])) / 60
-            curve[method.name].append({"epoch": epoch, "iterations": iterations[method.model] * epoch //
-                                       IterationsFromEnvironment.budget_epochs, "training_minutes": minutes,
-                                       "dice": evaluate(experiment, datasets, out)})
+            points[method.name][epoch] = {"epoch": epoch, "iterations": iterations[method.model] * epoch // epochs,
+                                          "training_minutes": sum(epoch_times[method.name][:epoch]) / 60,
+                                          "dice": evaluate(experiment, datasets, out)}
+    curve = {name: [by_epoch[epoch] for epoch in sorted(by_epoch)] for name, by_epoch in points.items()}
+    final = {method.name: work / "predictions" / method.folder_name / f"epoch_{epochs}" for method in methods}
     (work / "curve.json").write_text(json.dumps({"budget": budget, "curve": curve}, indent=1) + "\n", encoding="utf-8")
     what = (f"{args.train_cases} training / {args.test_cases} held-out "
             + (f"CTs of {args.source}" if args.source else f"CTs painted onto KiTS19 labels at >= {args.spacing:g} mm")

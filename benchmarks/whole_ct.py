@@ -19,7 +19,9 @@ Steps, all under --work (a temporary folder by default; what an earlier run left
    >= 99% of their kidney + tumor voxels (:mod:`nnunet_ppm.whole_ct.recall`). Over several seeds:
    per kidney the smallest and the median share over the seeds, and how many kidneys are held in
    every seed (registration is deterministic for one seed; the seeds show how much recall owes to
-   the draw of the metric's samples);
+   the draw of the metric's samples). Box tightness (first seed): each ROI's volume over the volume of
+   its kidney's own kidney + tumor bounding box, median and worst, and the sliding-window tiles each
+   ROI costs the ROI model (its plans' spacing and patch, step 0.5; needs the model);
 5. `nnunet_ppm predict-ct --boxes` (step 4's boxes of the first seed) on the first --predict-cases
    CTs (-device, default cpu; CRF and largest component on): seconds per CT besides localisation.
    --predict-cases 0 skips it and the ROI model (the window is then ROI_SIZE / ROI_MARGIN).
@@ -32,27 +34,25 @@ import argparse
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 from statistics import median
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import SimpleITK as sitk
 import torch
+from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
 
 from results import Table  # benchmarks/ is not a package: the script's folder is on sys.path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the tests' nnU-Net command helpers
-from nnunet_runs import command_env, run_command  # noqa: E402
-
 from nnunet_ppm.dataset_conversion.convert import convert_dataset  # noqa: E402
-from nnunet_ppm.experiment import Datasets, Experiment, Method, StepRunner  # noqa: E402
+from nnunet_ppm.experiment import Datasets, Experiment, Method, StepRunner, nnunet_environment  # noqa: E402
 from nnunet_ppm.dataset_conversion.roi import RoiWindow, parse_in_plane_size, parse_length  # noqa: E402
 from nnunet_ppm.dataset_conversion.synthesize import synthesize  # noqa: E402
-from nnunet_ppm.localization.atlas_localizer import DEFAULT_KIDNEY_MARGIN_MM  # noqa: E402
+from nnunet_ppm.localization.atlas_localizer import ATLAS_MARGIN_MM, MASS_MARGIN_MM  # noqa: E402
 from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer  # noqa: E402
 from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM  # noqa: E402
 from nnunet_ppm.localization.localizer import ct_cases  # noqa: E402
@@ -60,6 +60,7 @@ from nnunet_ppm.whole_ct.predict_ct import roi_window_of  # noqa: E402
 from nnunet_ppm.whole_ct.recall import KidneyRecall, roi_recall  # noqa: E402
 from nnunet_ppm.whole_ct.rois import rois_for  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NNUNET_PPM_SHARED_DATA", REPO.parent / "shared" / "data"))
 ATLAS_ID, TARGET_ID, ROI_ID = 931, 932, 933
 ROI_SIZE, ROI_MARGIN = "110mm", "10mm"
@@ -75,11 +76,8 @@ def choose_cases(labels_dir: Path, atlas_count: int, target_count: int, seed: in
     return sorted(chosen[:atlas_count]), sorted(chosen[atlas_count:])
 
 
-def roi_model(source: Path, atlas_raw: Path, env: dict) -> Path:
-    """PPMTrainer_debug trained on the ROI dataset of the atlas CTs (nnunet_ppm.experiment's steps; reused when
-    WORK has it); returns its model folder."""
-    root = Path(env["nnUNet_raw"]).parent
-    experiment = Experiment(root, env, StepRunner(root, env, total=4))
+def roi_model(source: Path, atlas_raw: Path, experiment: Experiment) -> Path:
+    """PPMTrainer_debug trained on the ROI dataset of the atlas CTs (reused when WORK has it); its model folder."""
     start = time.perf_counter()
     rois = experiment.convert(source, "kits19", ROI_ID, 0, ROI_SIZE)
     experiment.plan_nnunet(rois)
@@ -106,25 +104,44 @@ def painted_datasets(labels_dir: Path, args, env: dict):
     return root / "source_atlases", raw / f"Dataset{ATLAS_ID}_KiTS19", raw / f"Dataset{TARGET_ID}_KiTS19"
 
 
-def localise(targets: Path, root: Path, seed: int, args, env: dict) -> Path:
+def localise(targets: Path, experiment: Experiment, seed: int, args) -> Path:
     """`nnunet_ppm localize` of the target CTs with registration seed `seed`; an earlier run's boxes are reused."""
-    boxes = root / f"boxes_seed{seed}.json"
-    if boxes.is_file():
-        print(f"reusing {boxes}", flush=True)
-        return boxes
-    run_command(["nnunet_ppm", "localize", "-i", targets / "imagesTr", "-o", boxes, "--atlases", root / "atlases",
-                 "--mass-search", args.mass_search, "--registration-seed", seed, "--disable_progress_bar"], env)
+    boxes = experiment.work / f"boxes_seed{seed}.json"
+    experiment.run_step(f"locate the kidneys, registration seed {seed}",
+                    ["nnunet_ppm", "localize", "-i", targets / "imagesTr", "-o", boxes, "--atlases",
+                     experiment.work / "atlases", "--mass-search", args.mass_search, "--registration-seed", seed,
+                     "--disable_progress_bar"], boxes)
     return boxes
 
 
-def recall_of(boxes: Path, targets: Path, window: RoiWindow) -> List[KidneyRecall]:
-    """The recall of every reference kidney of the target CTs by the ROIs around the kidney boxes in `boxes`."""
-    localizer, recalls = BoxesLocalizer(boxes), []
+def recall_of(boxes: Path, targets: Path, window: RoiWindow,
+              tiles: Optional[Callable[[Sequence[int], Sequence[float]], int]] = None
+              ) -> Tuple[List[KidneyRecall], List[int]]:
+    """The recall of every reference kidney of the target CTs by the ROIs around the kidney boxes in `boxes`, and
+    the sliding-window tiles of each ROI (with `tiles`: ROI shape, CT spacing -> tiles)."""
+    localizer, recalls, roi_tiles = BoxesLocalizer(boxes), [], []
     for ct in ct_cases(targets / "imagesTr"):
         rois = rois_for(localizer.locate(ct), ct.image, window)
         reference = sitk.ReadImage(str(targets / "labelsTr" / f"{ct.case_id}.nii.gz"))
         recalls += roi_recall(ct.case_id, reference, {roi.side: roi.box for roi in rois})
-    return recalls
+        if tiles:
+            roi_tiles += [tiles([stop - start for start, stop in roi.box], ct.image.GetSpacing()[::-1])
+                          for roi in rois]
+    return recalls, roi_tiles
+
+
+def tiles_of(model: Path) -> Callable[[Sequence[int], Sequence[float]], int]:
+    """Sliding-window tiles nnU-Net's predictor runs on an ROI of some shape and spacing (array order) with the
+    model's 3d_fullres plans: resampled to the plans' spacing, padded to the patch, tile step 0.5, no mirroring."""
+    plans = json.loads((model / "plans.json").read_text(encoding="utf-8"))
+    configuration, order = plans["configurations"]["3d_fullres"], plans["transpose_forward"]
+    patch, spacing = configuration["patch_size"], configuration["spacing"]
+
+    def tiles(shape: Sequence[int], ct_spacing: Sequence[float]) -> int:
+        resampled = compute_new_shape([shape[a] for a in order], [ct_spacing[a] for a in order], spacing)
+        steps = compute_steps_for_sliding_window([max(int(s), p) for s, p in zip(resampled, patch)], patch, 0.5)
+        return int(np.prod([len(axis) for axis in steps]))
+    return tiles
 
 
 def share(recall: KidneyRecall) -> float:
@@ -169,25 +186,29 @@ def main() -> None:
     table = Table(["CTs localised", "CT size (median voxels)", "kidneys", "registration seeds",
                    "found, ROI >= 99%, per seed", "ROI >= 99% in every seed", "recall (every seed)",
                    "smallest share (min over kidneys and seeds)", "per-kidney median share, smallest",
+                   "ROI box / kidney box volume (median, worst)", "tiles per ROI (median, max)",
                    "localisation s/CT (median, max)", "CTs segmented", "predict-ct --boxes s/CT (wall / CTs)",
                    "per CT: crop + ROI prediction + paste, s (mean)", "ROI sizes (voxels)"])
     with tempfile.TemporaryDirectory() as temporary:
         root = args.work or Path(temporary)
-        env = command_env(root)
+        env = nnunet_environment(root, own_folders=True)
+        experiment = Experiment(root, env, StepRunner(root, env, total=6 + len(seeds)), processes=2)
         atlas_source, atlas_raw, targets = painted_datasets(labels_dir, args, env)
-        if not (root / "atlases").is_dir():
-            run_command(["nnunet_ppm", "atlas", "build", "-d", atlas_raw, "-o", root / "atlases", "-n", args.atlases,
-                         "--disable_progress_bar"], env)
+        experiment.run_step("atlases from the atlas CTs", ["nnunet_ppm", "atlas", "build", "-d", atlas_raw, "-o",
+                                                           root / "atlases", "-n", args.atlases,
+                                                           "--disable_progress_bar"], root / "atlases")
+        tiles = None
         if args.predict_cases:
-            window = roi_window_of(roi_model(atlas_source, atlas_raw, env))
+            model = roi_model(atlas_source, atlas_raw, experiment)
+            window, tiles = roi_window_of(model), tiles_of(model)
         else:
             window = RoiWindow(parse_in_plane_size(ROI_SIZE), parse_length(ROI_MARGIN))
 
         localized, per_seed = {}, {}
         for seed in seeds:
-            boxes = localise(targets, root, seed, args, env)
+            boxes = localise(targets, experiment, seed, args)
             localized[seed] = json.loads(boxes.read_text(encoding="utf-8"))["cases"]
-            per_seed[seed] = recall_of(boxes, targets, window)
+            per_seed[seed], roi_tiles = recall_of(boxes, targets, window, tiles if seed == seeds[0] else None)
         shares = spread_over_seeds(per_seed)
         (root / "recall_seeds.json").write_text(json.dumps({"seeds": seeds, "shares": shares}, indent=1) + "\n")
         shapes = [sitk.GetArrayViewFromImage(ct.image).shape for ct in ct_cases(targets / "imagesTr")]
@@ -207,9 +228,11 @@ def main() -> None:
                     link.symlink_to(targets / "imagesTr" / link.name)
             out = root / "predicted"
             start = time.perf_counter()
-            run_command(["nnunet_ppm", "predict-ct", "-i", subset, "-o", out, "-d", ROI_ID, "-c", "3d_fullres",
-                         "-tr", "PPMTrainer_debug", "-p", "nnUNetPPMPlans", "-f", "0", "-device", args.device,
-                         "-npp", "1", "-nps", "1", "--boxes", boxes, "--disable_progress_bar"], env)
+            experiment.steps.run("predict-ct --boxes", ["nnunet_ppm", "predict-ct", "-i", subset, "-o", out, "-d",
+                                                        ROI_ID, "-c", "3d_fullres", "-tr", "PPMTrainer_debug", "-p",
+                                                        "nnUNetPPMPlans", "-f", "0", "-device", args.device, "-npp",
+                                                        "1", "-nps", "1", "--boxes", boxes,
+                                                        "--disable_progress_bar"])
             wall = time.perf_counter() - start
             reports = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(out.glob("*.json"))]
             roi_sizes = ["x".join(map(str, (stop - start for start, stop in roi["box"])))
@@ -219,11 +242,14 @@ def main() -> None:
     held_per_seed = [sum(share(r) >= MIN_FRACTION for r in per_seed[seed]) for seed in seeds]
     held_always = sum(min(values) >= MIN_FRACTION for values in shares.values())
     localisation = [entry["seconds"] for cases in localized.values() for entry in cases.values()]
+    tightness = [r.box_over_kidney_box for r in per_seed[seeds[0]] if r.found]
     steps = ("cropping", "roi_prediction", "paste_and_write")
     row = [str(len(shapes)), "x".join(str(int(median(axis))) for axis in zip(*shapes)), str(len(shares)),
            " ".join(map(str, seeds)), ", ".join(map(str, held_per_seed)), str(held_always),
            f"{held_always / len(shares):.3f}", f"{min(min(values) for values in shares.values()):.4f}",
            f"{min(median(values) for values in shares.values()):.4f}",
+           f"{median(tightness):.2f}, {max(tightness):.2f}",
+           f"{median(roi_tiles):g}, {max(roi_tiles)}" if roi_tiles else "-",
            f"{median(localisation):.1f}, {max(localisation):.1f}", str(len(reports)),
            f"{wall / len(reports):.1f}" if reports else "-",
            " + ".join(f"{mean([r['seconds'][step] for r in reports]):.1f}" for step in steps) if reports else "-",
@@ -236,7 +262,8 @@ def main() -> None:
     if args.record:
         table.record(f"Whole CT (benchmarks/whole_ct.py --seed {args.seed} --registration-seeds "
                      f"{' '.join(map(str, seeds))}: {args.atlases} atlases from "
-                     f"{args.atlas_cases} other CTs, kidney margin {DEFAULT_KIDNEY_MARGIN_MM:g} mm, mass search "
+                     f"{args.atlas_cases} other CTs, box margin {MASS_MARGIN_MM:g} mm around the kidney's mass or "
+                     f"{ATLAS_MARGIN_MM:g} mm around the atlas box, mass search "
                      f"{args.mass_search:g} mm, CTs painted onto "
                      f"KiTS19 labels at >= {args.spacing:g} mm, ROI window {ROI_SIZE}, "
                      + ("ROI model PPMTrainer_debug)" if args.predict_cases else "no ROI model: --predict-cases 0)"),

@@ -137,7 +137,7 @@ class Experiment:
     def __init__(self, work: Path, env: Dict[str, str], steps: StepRunner, processes: int = 1):
         self.work, self.env, self.steps, self.processes = work, env, steps, str(processes)
 
-    def _run(self, title: str, command: Sequence, result: Path, done: Optional[bool] = None,
+    def run_step(self, title: str, command: Sequence, result: Path, done: Optional[bool] = None,
              extra_env: Optional[Dict[str, str]] = None) -> None:
         """Run a step unless its `result` is there already (``done``: whether it is; default: it exists)."""
         if result.exists() if done is None else done:
@@ -149,7 +149,7 @@ class Experiment:
     def generate(self, cases: int, seed: int, preset: str) -> Path:
         """Synthetic patients (whole CTs) in the paper's patient-folder layout: WORK/source_<preset>."""
         source = self.work / f"source_{preset}"
-        self._run(f"generate {cases} synthetic CTs", ["nnunet_ppm", "synth", source, "--cases", cases, "--seed", seed,
+        self.run_step(f"generate {cases} synthetic CTs", ["nnunet_ppm", "synth", source, "--cases", cases, "--seed", seed,
                                                        "--preset", preset, "--layout", "roi", "-np", self.processes],
                   source)
         return source
@@ -157,7 +157,7 @@ class Experiment:
     def paint(self, label_maps: Sequence[Path], seed: int, min_spacing_mm: float) -> Path:
         """CTs painted onto real label maps coarsened to >= `min_spacing_mm`, KiTS19 layout: WORK/source_painted."""
         source = self.work / "source_painted"
-        self._run(f"paint {len(label_maps)} CTs onto real label maps",
+        self.run_step(f"paint {len(label_maps)} CTs onto real label maps",
                   ["nnunet_ppm", "synth", source, "--labels-from", *label_maps, "--seed", seed, "--layout", "kits19",
                    "--min-spacing", min_spacing_mm, "-np", self.processes], source)
         return source
@@ -171,7 +171,7 @@ class Experiment:
         if roi_size:
             command += ["--roi", "--roi-size", roi_size, "--keep-healthy"]
         existing = sorted(Path(self.env["nnUNet_raw"]).glob(f"Dataset{dataset_id:03d}_*/dataset.json"))
-        self._run(f"convert: {'per-kidney ROIs' if roi_size else 'whole CTs'}", command,
+        self.run_step(f"convert: {'per-kidney ROIs' if roi_size else 'whole CTs'}", command,
                   existing[0] if existing else source, done=bool(existing))
         return raw_dataset(self.env, dataset_id)
 
@@ -187,14 +187,14 @@ class Experiment:
     def plan_nnunet(self, *raw_folders: Path) -> None:
         """nnU-Net's fingerprint, plans and preprocessing (3d_fullres) of the raw datasets."""
         plans = Path(self.env["nnUNet_preprocessed"]) / raw_folders[-1].name / "nnUNetPlans_3d_fullres"
-        self._run("nnU-Net fingerprint, plans and preprocessing",
+        self.run_step("nnU-Net fingerprint, plans and preprocessing",
                   ["nnUNetv2_plan_and_preprocess", "-d", *map(dataset_id, raw_folders), "-c", "3d_fullres",
                    "--verify_dataset_integrity", "-np", self.processes, "-npfp", self.processes], plans)
 
     def plan_ppm(self, raw_folder: Path, batch_size: int, patch: Optional[Sequence[int]]) -> None:
         """nnUNetPPMPlans (`nnunet_ppm plan`) of a dataset nnU-Net has planned, and its preprocessing."""
         preprocessed = Path(self.env["nnUNet_preprocessed"]) / raw_folder.name / "nnUNetPPMPlans_3d_fullres"
-        self._run("nnUNetPPMPlans and preprocessing", ["nnunet_ppm", "plan", "-d", dataset_id(raw_folder),
+        self.run_step("nnUNetPPMPlans and preprocessing", ["nnunet_ppm", "plan", "-d", dataset_id(raw_folder),
                                                         "--batch-size", batch_size, "-np", self.processes]
                   + (["--patch", *patch] if patch else []), preprocessed)
 
@@ -202,7 +202,7 @@ class Experiment:
         """Atlases from the whole-CT dataset's training CTs (never a held-out one): WORK/atlases."""
         atlases = self.work / "atlases"
         training_cts = len(list((datasets.whole_ct / "labelsTr").glob("*.nii.gz")))
-        self._run("atlases from the training CTs",
+        self.run_step("atlases from the training CTs",
                   ["nnunet_ppm", "atlas", "build", "-d", datasets.whole_ct, "-o", atlases, "-n",
                    min(MAX_ATLASES, training_cts), "--disable_progress_bar"], atlases)
         return atlases
@@ -219,7 +219,7 @@ class Experiment:
               extra_env: Optional[Dict[str, str]] = None) -> Path:
         """`nnUNetv2_train` of `method` on its dataset; returns the model folder."""
         model = self.model_folder(datasets, method)
-        self._run(self.training_title(method),
+        self.run_step(self.training_title(method),
                   ["nnUNetv2_train", dataset_id(datasets.of(method)), "3d_fullres", fold, "-tr", method.trainer,
                    "-p", method.plans, "-device", device], model / f"fold_{fold}" / "checkpoint_final.pth",
                   extra_env=extra_env)
@@ -228,7 +228,7 @@ class Experiment:
     def localize(self, datasets: Datasets, atlases: Path) -> Path:
         """Kidney boxes of the held-out CTs from the atlases: WORK/boxes.json (shared by every ROI method)."""
         boxes = self.work / "boxes.json"
-        self._run("locate the kidneys of the held-out CTs",
+        self.run_step("locate the kidneys of the held-out CTs",
                   ["nnunet_ppm", "localize", "-i", datasets.test_images, "-o", boxes, "--atlases", atlases,
                    "--disable_progress_bar"], boxes)
         return boxes
@@ -248,7 +248,7 @@ class Experiment:
         else:
             command = ["nnUNetv2_predict", *common, "--disable_progress_bar"]
         cases = [p.name[: -len("_0000.nii.gz")] for p in sorted(datasets.test_images.glob("*_0000.nii.gz"))]
-        self._run(f"predict the held-out CTs: {method.name}" + (f" ({checkpoint})" if checkpoint else ""), command,
+        self.run_step(f"predict the held-out CTs: {method.name}" + (f" ({checkpoint})" if checkpoint else ""), command,
                   out, done=all((out / f"{case}.nii.gz").is_file() for case in cases))
         return out
 

@@ -8,11 +8,11 @@ import SimpleITK as sitk
 from nnunet_ppm.dataset_conversion.orientation import KITS_DIRECTION
 from nnunet_ppm.dataset_conversion.roi import Length, RoiWindow
 from nnunet_ppm.dataset_conversion.synthesize import synthesize
-from nnunet_ppm.localization.atlas_localizer import region_box
+from nnunet_ppm.localization.atlas_localizer import ATLAS_MARGIN_MM, MASS_MARGIN_MM, kidney_box, region_box, share_inside
 from nnunet_ppm.localization.atlas_set import SIDE_CODES, make_atlas
 from nnunet_ppm.localization.atlas_selection import k_medoids
 from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer
-from nnunet_ppm.localization.fusion import fuse_kidneys, majority_vote
+from nnunet_ppm.localization.fusion import FusedKidney, fuse_kidneys, majority_vote
 from nnunet_ppm.localization.localizer import CtCase, ct_cases, grow_box
 from nnunet_ppm.localization.low_resolution import low_resolution_grid, resample_mask
 from nnunet_ppm.localization.registration import RegistrationSettings, single_threaded_itk
@@ -201,3 +201,38 @@ def test_make_atlas_of_a_ct_painted_at_5_mm(kits19_labels_dir, tmp_path):
                        sitk.ReadImage(str(case / "segmentation.nii.gz")), 4.0, 20.0)
     assert atlas.sides.GetSpacing() == (4.0, 4.0, 4.0)
     assert set(np.unique(sitk.GetArrayFromImage(atlas.sides))) == {0, *SIDE_CODES.values()}
+
+
+def _mask(shape, box):
+    mask = np.zeros(shape, bool)
+    mask[tuple(slice(*axis) for axis in box)] = True
+    return mask
+
+
+def test_share_inside_is_the_inner_boxs_volume_fraction_inside_the_outer_box():
+    assert share_inside(((0, 10), (0, 10), (0, 10)), ((5, 20), (0, 10), (0, 10))) == 0.5
+    assert share_inside(((0, 10), (0, 10), (0, 10)), ((10, 20), (0, 10), (0, 10))) == 0.0
+
+
+def test_kidney_box_is_the_kidneys_mass_with_a_small_margin_when_the_atlases_kidney_touches_it():
+    """Atlases that agree on a region far larger than the kidney, their majority kidney shifted (as affine
+    registration shifts it by 10-30 mm): the box is the kidney's own, grown by MASS_MARGIN_MM, not the region's."""
+    spacing, shape = (2.0, 1.0, 1.0), (40, 120, 120)  # mm and voxels, array order
+    ct = np.full(shape, -100, np.int16)
+    kidney = ((10, 30), (40, 70), (40, 70))
+    ct[_mask(shape, kidney)] = 200  # enhancing cortex in fat
+    image = sitk.GetImageFromArray(ct)
+    image.SetSpacing(spacing[::-1])
+    region = ((4, 36), (26, 90), (30, 84))
+    fused = FusedKidney("right", _mask(shape, ((12, 28), (52, 82), (52, 82))), _mask(shape, region), 8, 0.5, False)
+    box, source = kidney_box(image, fused, image, mass_search_mm=40)  # the CT's own grid stands for the atlases'
+    margin = [int(np.ceil(MASS_MARGIN_MM / step)) for step in spacing]
+    assert box == tuple((start - m, stop + m) for (start, stop), m in zip(kidney, margin)) and "mass" in source
+    atlas_box = tuple((max(start - int(ATLAS_MARGIN_MM / step), 0), min(stop + int(ATLAS_MARGIN_MM / step), size))
+                      for (start, stop), step, size in zip(region, spacing, shape))
+    assert kidney_box(image, fused, image, mass_search_mm=0) == (atlas_box, "the atlases (no enhancing kidney mass "
+                                                                             "confirmed)")
+    elsewhere = FusedKidney("right", _mask(shape, ((12, 28), (95, 115), (90, 110))), _mask(shape, region), 8, 0.5,
+                            False)
+    assert kidney_box(image, elsewhere, image, mass_search_mm=40)[0] == atlas_box, \
+        "a mass the atlases' kidney does not touch is not taken for the kidney"

@@ -13,7 +13,7 @@ from nnunet_runs import run_command
 from synthetic_postprocessing_cases import small_case, write_image, write_predict_folder
 
 
-def _run(*command: str) -> None:
+def run_step(*command: str) -> None:
     run_command(command, dict(os.environ))
 
 
@@ -28,7 +28,7 @@ def test_postprocess_folder_matches_in_process_pipeline_and_keeps_empty_cases_em
     empty[0] = 1
     write_predict_folder(str(tmp_path / "pred"), str(tmp_path / "raw"),
                          {"kid_001": (ct, probabilities), "kid_002": (ct, empty)}, spacing)
-    _run("nnunet_ppm", "postprocess", "-i", str(tmp_path / "pred"), "-r", str(tmp_path / "raw"),
+    run_step("nnunet_ppm", "postprocess", "-i", str(tmp_path / "pred"), "-r", str(tmp_path / "raw"),
          "-o", str(tmp_path / "out"), "-np", "1", "--disable_progress_bar")
 
     written = sorted(os.listdir(tmp_path / "out"))
@@ -79,8 +79,8 @@ def test_pp_pkl_works_through_nnunetv2_apply_postprocessing(tmp_path, nnunet_dir
     assert not np.array_equal(keep_largest_component(noisy), noisy), "the case must have components to remove"
     write_predict_folder(str(tmp_path / "pred"), str(tmp_path / "raw"), {"kid_003": (ct, probabilities)}, spacing)
     pkl = tmp_path / "postprocessing.pkl"
-    _run("nnunet_ppm", "postprocess", "--write-pp-pkl", str(pkl))
-    _run("nnUNetv2_apply_postprocessing", "-i", str(tmp_path / "pred"), "-o", str(tmp_path / "pp"),
+    run_step("nnunet_ppm", "postprocess", "--write-pp-pkl", str(pkl))
+    run_step("nnUNetv2_apply_postprocessing", "-i", str(tmp_path / "pred"), "-o", str(tmp_path / "pp"),
          "-pp_pkl_file", str(pkl), "-np", "1")
     result = sitk.GetArrayFromImage(_read(tmp_path / "pp" / "kid_003.nii.gz"))
     assert np.array_equal(result, keep_largest_component(noisy))

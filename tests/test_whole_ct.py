@@ -78,6 +78,22 @@ def test_atlases_of_other_cts_find_every_kidney_and_its_roi_holds_99_percent_of_
         assert all(0 < kidney.confidence <= 1 for kidney in localization.kidneys)
 
 
+def test_a_kidney_without_tumor_beside_a_large_tumor_keeps_an_roi_window_sized_box(whole_cts, kits19_labels_dir):
+    """case_00042: a 1.4 l tumor on the left kidney, none on the right. The right kidney's ROI is the window (its
+    box is its own enhancing mass, not the atlases' wider region nor the tumor); the left one's holds the tumor."""
+    target = painted_dataset(kits19_labels_dir, ("case_00042",), whole_cts.root, 912, seed=1)
+    ct = ct_cases(target / "imagesTr")[0]
+    localizer = AtlasLocalizer(load_atlases(whole_cts.atlases), RegistrationSettings(affine_iterations=ITERATIONS))
+    localization = localizer.locate(ct)
+    rois = {roi.side: roi for roi in rois_for(localization, ct.image, WINDOW)}
+    reference = sitk.ReadImage(str(target / "labelsTr" / "case_00042.nii.gz"))
+    recalls = {r.side: r for r in roi_recall(ct.case_id, reference, {side: roi.box for side, roi in rois.items()})}
+    assert sorted(recalls) == ["left", "right"], localization.notes
+    assert all(r.found and r.fraction >= 0.99 for r in recalls.values()), (recalls, localization.notes)
+    assert not rois["right"].enlarged, (rois["right"], localization.notes)
+    assert rois["left"].enlarged, "the tumor reaches beyond the window"
+
+
 def _localised_with_itk_threads(localizer, ct, threads):
     """`localizer` on `ct`, with ITK's process-wide default number of threads set to `threads` meanwhile."""
     before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()

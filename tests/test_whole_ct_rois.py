@@ -124,6 +124,11 @@ def test_recall_counts_each_kidneys_voxels_inside_the_box_of_its_side():
     assert recalls["right"].found and recalls["right"].voxels == right_voxels.sum()
     assert recalls["right"].inside == right_voxels[:, :, 3:].sum() < right_voxels.sum()
     assert not recalls["left"].found and recalls["left"].inside == 0 and recalls["left"].fraction == 0
-    full = {r.side: r.fraction for r in roi_recall("c", image, {k.side: k.bounds for k in (right, left)})}
-    assert full == {"right": 1.0, "left": 1.0}
+    kidney_box = (z1 - z0) * (y1 - y0) * (x1 - x0)
+    assert recalls["right"].kidney_box_voxels == kidney_box
+    assert recalls["right"].box_voxels == (z1 - z0) * (y1 - y0) * (min(x1 + 20, label.shape[2]) - x0 - 3)
+    assert recalls["right"].box_over_kidney_box == recalls["right"].box_voxels / kidney_box
+    assert np.isnan(recalls["left"].box_over_kidney_box)
+    full = roi_recall("c", image, {k.side: k.bounds for k in (right, left)})
+    assert {r.side: (r.fraction, r.box_over_kidney_box) for r in full} == {"right": (1.0, 1.0), "left": (1.0, 1.0)}
 

@@ -3,14 +3,25 @@
 Every atlas is registered to the CT at the atlases' low resolution
 (:mod:`.registration`), its kidneys are laid over the CT, the kidney masks are
 fused (:mod:`.fusion`), and each fused kidney's region becomes a box in the
-CT's full-resolution voxel indices. The box grows to the enhancing mass the
-kidney belongs to in the CT (:mod:`.kidney_mass`: large tumors and horseshoe
-kidneys reach beyond every atlas kidney), then by DEFAULT_KIDNEY_MARGIN_MM
-(five low-resolution voxels: registered atlases put a kidney up to that far
-off). In benchmarks/whole_ct.py (three runs of 20 CTs, docs/whole_ct.md),
-the ROIs held >= 99% of 116 of 117 kidneys' voxels with the mass growth and
-of 112 without it. An atlas that fails to register is left out and named in
-the notes.
+CT's full-resolution voxel indices: the *atlas box*. Atlases say where a kidney
+is, not how far it reaches: the region where two of them agree is often half
+as large again as the kidney, and a large tumor or a horseshoe kidney reaches
+beyond every atlas kidney. So the kidney's box comes from the CT where the CT
+shows the kidney (:func:`kidney_box`):
+
+* the enhancing mass the kidney belongs to (:mod:`.kidney_mass`, searched
+  from the atlas box) is the kidney when the atlases' majority-vote kidney lies
+  mostly (MIN_ATLAS_SHARE) inside the mass's bounding box: the box is then the
+  mass's, grown by MASS_MARGIN_MM for the rim the enhancement misses
+  (non-enhancing tumor, partial voxels). A kidney without tumor gets a box the
+  size of the kidney, so its ROI is the ROI window; only a kidney or tumor
+  that reaches beyond the window enlarges it;
+* otherwise (no mass, a mass that leaked into a neighbour, a mass elsewhere,
+  or the mass search turned off) the atlas box grown by ATLAS_MARGIN_MM (five
+  low-resolution voxels: registered atlases put a kidney up to that far off).
+
+The notes say which rule gave each box. An atlas that fails to register is left
+out and named in the notes.
 
 The same CT, atlases and settings give the same boxes, labels and
 confidences: each registration is seeded from ``settings.seed`` and runs on
@@ -33,12 +44,15 @@ import SimpleITK as sitk
 from nnunet_ppm.dataset_conversion.roi import Box
 from nnunet_ppm.localization.atlas_set import Atlas, AtlasSet
 from nnunet_ppm.localization.fusion import fuse_kidneys
-from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM, grow_to_kidney_mass
-from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney
+from nnunet_ppm.localization.fusion import FusedKidney
+from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM, kidney_mass_box
+from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney, grow_box
 from nnunet_ppm.localization.registration import (RegistrationError, RegistrationSettings, RegistrationTarget,
                                                   register_atlas, warp_sides)
 
-DEFAULT_KIDNEY_MARGIN_MM = 20.0
+ATLAS_MARGIN_MM = 20.0
+MASS_MARGIN_MM = 5.0
+MIN_ATLAS_SHARE = 0.1
 
 
 def region_box(region: np.ndarray, grid: sitk.Image, image: sitk.Image) -> Box:
@@ -61,6 +75,32 @@ def region_box(region: np.ndarray, grid: sitk.Image, image: sitk.Image) -> Box:
     return tuple(box)
 
 
+def share_inside(inner: Box, outer: Box) -> float:
+    """The share of box `inner`'s volume that lies inside box `outer` (both half-open voxel boxes)."""
+    volume = np.prod([stop - start for start, stop in inner])
+    overlap = np.prod([max(0, min(stop, o_stop) - max(start, o_start))
+                       for (start, stop), (o_start, o_stop) in zip(inner, outer)])
+    return float(overlap / volume) if volume else 0.0
+
+
+def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search_mm: float) -> Tuple[Box, str]:
+    """A fused kidney's box in `ct`'s voxel indices (the module docstring's rules), and which rule gave it.
+
+    Args:
+        ct: the whole CT (HU).
+        fused: the atlases' kidney on the low-resolution `grid`.
+        mass_search_mm: how far beyond the atlas box the kidney's enhancing mass may reach (0: the atlas box).
+    """
+    spacing, shape = ct.GetSpacing()[::-1], ct.GetSize()[::-1]
+    atlas_box = region_box(fused.region, grid, ct)
+    if mass_search_mm:
+        mass = kidney_mass_box(ct, atlas_box, mass_search_mm)
+        atlas_kidney = region_box(fused.majority, grid, ct) if fused.majority.any() else atlas_box
+        if mass is not None and share_inside(atlas_kidney, mass) >= MIN_ATLAS_SHARE:
+            return grow_box(mass, MASS_MARGIN_MM, spacing, shape), "the kidney's enhancing mass in the CT"
+    return grow_box(atlas_box, ATLAS_MARGIN_MM, spacing, shape), "the atlases (no enhancing kidney mass confirmed)"
+
+
 def register_and_warp(job: Tuple[RegistrationTarget, Atlas, RegistrationSettings]) -> Tuple[Optional[np.ndarray], str]:
     """One atlas registered to the CT: (its warped side-coded kidneys, "") or (None, why it failed)."""
     target, atlas, settings = job
@@ -76,9 +116,9 @@ class AtlasLocalizer(KidneyLocalizer):
     Args:
         atlas_set: the atlases (``nnunet_ppm atlas build``).
         settings: registration settings.
-        kidney_margin_mm: see :class:`~.localizer.KidneyLocalizer`.
-        mass_search_mm: how far a box may grow to the kidney's enhancing mass
-            (:func:`~.kidney_mass.grow_to_kidney_mass`); 0 turns the growth off.
+        kidney_margin_mm: see :class:`~.localizer.KidneyLocalizer` (added to the margins of :func:`kidney_box`).
+        mass_search_mm: how far beyond the atlas box the kidney's enhancing mass may reach
+            (:func:`~.kidney_mass.kidney_mass_box`); 0: boxes from the atlases only.
         num_workers: worker processes registering atlases at once (1: in this process); the result
             does not depend on it. The workers start with the first CT and serve every later one.
     """
@@ -86,7 +126,7 @@ class AtlasLocalizer(KidneyLocalizer):
     name = "atlas"
 
     def __init__(self, atlas_set: AtlasSet, settings: RegistrationSettings = RegistrationSettings(),
-                 kidney_margin_mm: float = DEFAULT_KIDNEY_MARGIN_MM, mass_search_mm: float = DEFAULT_SEARCH_MM,
+                 kidney_margin_mm: float = 0.0, mass_search_mm: float = DEFAULT_SEARCH_MM,
                  num_workers: int = 1):
         super().__init__(kidney_margin_mm)
         if mass_search_mm < 0:
@@ -129,10 +169,8 @@ class AtlasLocalizer(KidneyLocalizer):
         warped, notes = self.warped_atlases(target)
         kidneys = []
         for fused in fuse_kidneys(warped):
-            box = region_box(fused.region, target.image, ct.image)
-            if self.mass_search_mm:
-                box = grow_to_kidney_mass(ct.image, box, self.mass_search_mm)
+            box, source = kidney_box(ct.image, fused, target.image, self.mass_search_mm)
             kidneys.append(LocatedKidney(fused.side, box, fused.confidence))
             notes.append(f"{fused.side} kidney: {fused.supporters} of {len(warped)} atlases agree"
-                         + (" (no majority; weak consensus)" if fused.weak else ""))
+                         + (" (no majority; weak consensus)" if fused.weak else "") + f"; box from {source}")
         return kidneys, notes

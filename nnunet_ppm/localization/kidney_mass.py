@@ -1,11 +1,11 @@
-"""Grow a located kidney's box to the soft-tissue mass the kidney belongs to.
+"""Find the soft-tissue mass a located kidney belongs to, in the CT itself.
 
-Atlases of ordinary kidneys place a kidney well, but they cannot know that this
-CT's kidney carries a large exophytic tumor or crosses the midline (horseshoe
-kidney): such a kidney reaches beyond any registered atlas kidney. In an
+Atlases of ordinary kidneys place a kidney, but they cannot know how far this
+CT's kidney reaches: registered atlases disagree about its extent, and a large
+exophytic tumor or a horseshoe kidney reaches beyond any atlas kidney. In an
 arterial-phase CT the kidney's parenchyma and most renal tumors enhance
-strongly, and perirenal fat wraps them. :func:`grow_to_kidney_mass` finds that
-enhancing mass around a located box and grows the box to hold it:
+strongly, and perirenal fat wraps them. :func:`kidney_mass_box` finds that
+enhancing mass around a located box and returns its bounding box:
 
 1. the CT around the box (the box grown by ``search_mm``, clipped to the
    image) is averaged into blocks of at most GRID_MM
@@ -19,19 +19,18 @@ enhancing mass around a located box and grows the box to hold it:
 4. the *mass* is the component with most voxels in the box's core (the middle
    third of the box along each axis), plus the enhancing tissue within the
    opening radius of it (what the opening shaved off its surface);
-5. the box grows to hold the mass. A mass that runs into the search limit
-   (anywhere but the image border) has leaked into a neighbouring organ and
-   is not used: steps 3-5 are tried again with the next, wider opening of
-   OPENINGS_MM; when every mass leaked, the box stays as it was.
+5. a mass that runs into the search limit (anywhere but the image border) has
+   leaked into a neighbouring organ and is not used: steps 3-5 are tried again
+   with the next, wider opening of OPENINGS_MM; when every mass leaked, or the
+   core holds no enhancing tissue, there is no mass.
 
-The box only grows, never shrinks; afterwards the localiser's kidney margin
-is added as before. Non-enhancing parts of a tumor (necrosis, cysts) count
-only where the dilation of step 4 reaches them, so the kidney margin still
-matters. The thresholds were chosen on the synthetic CTs of the tests and
-benchmarks (40 kidneys of real KiTS19 label maps; benchmarks/whole_ct.py), whose
-tissue values follow published arterial-phase HU; they are not tuned on real
-CTs. A box may grow into an enhancing neighbour (spleen, renal vein), which
-costs ROI voxels, not recall.
+Non-enhancing parts of a tumor (necrosis, cysts) count only where the
+dilation of step 4 reaches them: the localiser adds a margin
+(:mod:`.atlas_localizer`). The thresholds were chosen on the synthetic CTs of
+the tests and benchmarks (kidneys of real KiTS19 label maps;
+benchmarks/whole_ct.py), whose tissue values follow published arterial-phase
+HU; they are not tuned on real CTs. A mass may include an enhancing neighbour
+(spleen, renal vein), which costs ROI voxels, not recall.
 """
 import math
 from typing import Optional, Sequence, Tuple
@@ -70,9 +69,10 @@ def _mass(tissue: np.ndarray, core: Tuple[slice, ...], radius_voxels: Sequence[f
     return ndimage.binary_dilation(components == ids[np.argmax(counts)], structure=ball) & tissue
 
 
-def grow_to_kidney_mass(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEARCH_MM,
-                        openings_mm: Sequence[float] = OPENINGS_MM) -> Box:
-    """`box` (tight kidney box, array order, half-open) grown to the kidney's enhancing mass in `ct` (HU).
+def kidney_mass_box(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEARCH_MM,
+                    openings_mm: Sequence[float] = OPENINGS_MM) -> Optional[Box]:
+    """The bounding box (array order, half-open) of the enhancing mass around `box` in `ct` (HU), or None when
+    there is none that stays inside the search region.
 
     Args:
         ct: the whole CT, Hounsfield units.
@@ -95,7 +95,7 @@ def grow_to_kidney_mass(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEA
     for opening_mm in openings_mm:
         mass = _mass(tissue, tuple(core), [opening_mm / (step * factor) for step, factor in zip(spacing, factors)])
         if mass is None:
-            return box
+            return None
         extent = []
         for axis, ((low, high), factor, size) in enumerate(zip(search, factors, shape)):
             occupied = np.flatnonzero(mass.any(axis=tuple(a for a in range(3) if a != axis)))
@@ -105,5 +105,6 @@ def grow_to_kidney_mass(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEA
             last = high if at_high else low + (int(occupied[-1]) + 1) * factor
             extent.append((low + int(occupied[0]) * factor, last))
         else:
-            return tuple((min(start, first), max(stop, last)) for (start, stop), (first, last) in zip(box, extent))
-    return box
+            return tuple(extent)
+    return None
+

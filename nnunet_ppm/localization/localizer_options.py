@@ -4,7 +4,6 @@ import os
 
 import torch
 
-from nnunet_ppm.localization.atlas_localizer import DEFAULT_KIDNEY_MARGIN_MM
 from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM
 from nnunet_ppm.localization.localizer import KidneyLocalizer
 from nnunet_ppm.localization.registration import RegistrationSettings
@@ -33,13 +32,14 @@ def add_localizer_arguments(parser: argparse.ArgumentParser) -> None:
                        help="worker processes registering atlases at once, one thread each; does not change the "
                             "boxes (--atlases; default: one per CPU core)")
     group.add_argument("--mass-search", type=float, default=DEFAULT_SEARCH_MM, metavar="MM",
-                       help="grow each atlas kidney box up to this far to the enhancing kidney + tumor mass in the CT "
-                            f"(--atlases; default {DEFAULT_SEARCH_MM:g}; 0: off)")
+                       help="take each kidney's box from its enhancing kidney + tumor mass in the CT, found up to "
+                            f"this far beyond the atlas box (--atlases; default {DEFAULT_SEARCH_MM:g}; 0: boxes from "
+                            "the atlases only)")
     group.add_argument("--coarse-folds", nargs="+", default=["0"], help="folds of --coarse-model (default 0)")
     group.add_argument("--coarse-checkpoint", default="checkpoint_final.pth", help="checkpoint of --coarse-model")
-    group.add_argument("--kidney-margin", type=float, default=None, metavar="MM",
-                       help="grow every kidney box by this much before the ROI window is applied (default: "
-                            f"{DEFAULT_KIDNEY_MARGIN_MM:g} with --atlases, else 0)")
+    group.add_argument("--kidney-margin", type=float, default=0.0, metavar="MM",
+                       help="grow every kidney box by this much before the ROI window is applied (default 0; "
+                            "--atlases adds its own margins, docs/whole_ct.md)")
 
 
 def localizer_from_args(args: argparse.Namespace, device: torch.device) -> KidneyLocalizer:
@@ -49,10 +49,9 @@ def localizer_from_args(args: argparse.Namespace, device: torch.device) -> Kidne
         from nnunet_ppm.localization.atlas_set import load_atlases
         settings = RegistrationSettings(affine_iterations=args.registration_iterations, deformable=args.deformable,
                                         seed=args.registration_seed)
-        margin = DEFAULT_KIDNEY_MARGIN_MM if args.kidney_margin is None else args.kidney_margin
         workers = args.registration_workers or os.cpu_count() or 1
-        return AtlasLocalizer(load_atlases(args.atlases), settings, margin, args.mass_search, workers)
-    margin = args.kidney_margin or 0.0
+        return AtlasLocalizer(load_atlases(args.atlases), settings, args.kidney_margin, args.mass_search, workers)
+    margin = args.kidney_margin
     if args.coarse_model:
         from nnunet_ppm.localization.nnunet_localizer import NnunetLocalizer
         folds = [f if f == "all" else int(f) for f in args.coarse_folds]

@@ -185,7 +185,8 @@ class KeepEpochCheckpoints:
 
 class IterationsFromEnvironment(KeepEpochCheckpoints, SeededTraining, NoTestTimeMirroring, TrainingBudget):
     """Mixin for benchmarks/learning_curve.py: ``nnUNet_ppm_iterations`` training iterations (the environment
-    variable, required) in `budget_epochs` epochs, each epoch's checkpoint kept; seeded, no test-time mirroring.
+    variable, required) in `budget_epochs` epochs, each epoch's checkpoint kept; seeded, no test-time mirroring,
+    no final validation.
     The benchmark computes the iterations from the trainer's measured step time, so that every cell trains for
     the same time."""
 
@@ -205,6 +206,10 @@ class IterationsFromEnvironment(KeepEpochCheckpoints, SeededTraining, NoTestTime
             self.print_to_log_file(f"{ITERATIONS_ENV}={os.environ[ITERATIONS_ENV]}: {self.num_epochs} epochs of "
                                    f"{self.num_iterations_per_epoch} iterations")
         super().initialize()
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """No prediction of the fold's validation cases: the benchmark scores its held-out whole CTs instead."""
+        self.print_to_log_file("final validation skipped: benchmarks/learning_curve.py scores the held-out whole CTs")
 
 
 class TrainingLoopBenchmark(TrainingBudget):
