@@ -65,6 +65,8 @@ setup(
     ],
     # pytest 9.2 renamed the node id attribute that pytest-xdist 3.8's --dist loadgroup sets (Item._nodeid), so
     # its groups are ignored there: each xdist worker would then build the demo's smoke run again
-    extras_require={"test": ["pytest>=8,<9.2", "pytest-timeout", "pytest-xdist>=3.5"]},
+    # dicom: predict-ct --dicom-seg (DICOM Segmentation objects); the tests check those too
+    extras_require={"dicom": ["highdicom>=0.22"],
+                    "test": ["pytest>=8,<9.2", "pytest-timeout", "pytest-xdist>=3.5", "highdicom>=0.22"]},
     entry_points={"console_scripts": ["nnunet_ppm=nnunet_ppm.cli:main"]},
 )

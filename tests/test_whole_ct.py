@@ -11,7 +11,9 @@ import os
 import time
 from types import SimpleNamespace
 
+import highdicom
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -20,10 +22,12 @@ from nnunet_ppm.dataset_conversion.roi import Length, RoiWindow, box_overlap, ro
 from nnunet_ppm.dataset_conversion.synthesize import synthesize
 from nnunet_ppm.localization.atlas_localizer import AtlasLocalizer
 from nnunet_ppm.localization.atlas_set import SIDE_CODES, load_atlases
+from nnunet_ppm.localization.dicom_cts import series_case_id
 from nnunet_ppm.localization.localizer import ct_cases
 from nnunet_ppm.localization.registration import RegistrationSettings
 from nnunet_ppm.whole_ct.recall import roi_recall
 from nnunet_ppm.whole_ct.rois import rois_for
+from dicom_files import write_dicom_series
 from nnunet_runs import command_env, kill_when, run_command
 
 pytestmark = pytest.mark.integration  # the atlases come from `nnunet_ppm atlas build`, run as a command
@@ -217,6 +221,38 @@ def test_predict_ct_pastes_the_roi_predictions_back_exactly_and_reports_a_ct_wit
     empty = json.loads((out / f"{missing}.json").read_text())
     assert empty["kidneys_found"] == 0 and empty["rois"] == [] and "no kidney found" in empty["notes"]
     assert not _array(out / f"{missing}.nii.gz").any()
+
+
+def test_predict_ct_takes_a_dicom_study_and_names_the_label_map_by_the_series(whole_cts, localized, predict_ct_run,
+                                                                               tiny_dataset):
+    """The first CT as a DICOM series beside its scout: the same boxes give the same label map as from NIfTI,
+    and --dicom-seg writes it as a DICOM Segmentation too."""
+    case = TARGET_CASES[0]
+    study = predict_ct_run.root / "dicom_study"
+    ct = sitk.ReadImage(str(whole_cts.images / f"{case}_0000.nii.gz"))
+    write_dicom_series(ct, study / "series_1", "1.2.826.0.1.3680043.8.498.7.1")
+    write_dicom_series(ct, study / "scout", "1.2.826.0.1.3680043.8.498.7.2", slice_positions=[0],
+                       image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
+    series_id = series_case_id("1.2.826.0.1.3680043.8.498.7.1")
+    report = json.loads(localized.path.read_text())
+    report["cases"] = {series_id: report["cases"][case]}
+    (predict_ct_run.root / "dicom_boxes.json").write_text(json.dumps(report))
+    args = list(predict_ct_run.args)
+    args[args.index("-i") + 1], args[args.index("--boxes") + 1] = study, predict_ct_run.root / "dicom_boxes.json"
+    out = predict_ct_run.root / "dicom_out"
+    run_command([*args, "-o", out, "--dicom-seg"], tiny_dataset.env)
+    labels = _array(out / f"{series_id}.nii.gz")
+    assert np.array_equal(labels, _array(predict_ct_run.out / f"{case}.nii.gz"))
+    case_report = json.loads((out / f"{series_id}.json").read_text())
+    assert case_report["dicom"]["series_instance_uid"] == "1.2.826.0.1.3680043.8.498.7.1"
+    segmentation = highdicom.seg.segread(str(out / case_report["dicom_seg"]))
+    read_back = segmentation.get_pixels_by_source_instance(
+        source_sop_instance_uids=[pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
+                                  for f in sorted((study / "series_1").glob("*.dcm"))], combine_segments=True)
+    assert np.array_equal(read_back, labels), "the DICOM SEG holds the NIfTI label map voxel for voxel"
+    listing = json.loads((out / "dicom_series.json").read_text())
+    assert list(listing["dicom_series"]) == [series_id]
+    assert [entry["folder"] for entry in listing["skipped_series"]] == ["scout"]
 
 
 def test_a_coarse_nnunet_model_localises_whole_cts(tiny_dataset, tmp_path):

@@ -3,7 +3,11 @@
     nnunet_ppm localize -i CTS -o boxes.json --atlases atlases/
     nnunet_ppm localize -i CTS -o boxes.json --coarse-model MODEL_FOLDER -device cuda
 
-CTS holds CTs in nnU-Net's naming (CASE_0000.nii.gz). The JSON has one entry
+CTS holds CTs in nnU-Net's naming (CASE_0000.nii.gz), or DICOM studies: every
+series under it that is a CT volume is a case named ct_<12 hex digits of its
+series UID>, and ``inputs`` maps each to its study and series UIDs and lists
+the series skipped, with why (localizers, dose reports, too few slices,
+uneven spacing). The JSON has one entry
 per CT (``kidneys`` with ``side``, ``kidney_box`` and ``confidence``;
 ``seconds``; ``confidence``; ``notes``) and can be edited and given back to
 ``localize`` or ``predict-ct`` with ``--boxes``. A CT without kidneys found is
@@ -20,14 +24,15 @@ import torch
 from tqdm import tqdm
 
 from nnunet_ppm.atomic_io import write_text_atomic
-from nnunet_ppm.localization.localizer import KidneyLocalizer, Localization, ct_cases
+from nnunet_ppm.localization.localizer import KidneyLocalizer, Localization, read_ct_folder
 from nnunet_ppm.localization.localizer_options import add_localizer_arguments, localizer_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("-i", required=True, metavar="CT_DIR", help="folder of whole CTs (CASE_0000.nii.gz ...)")
+    parser.add_argument("-i", required=True, metavar="CT_DIR",
+                        help="folder of whole CTs (CASE_0000.nii.gz ...) or of DICOM studies")
     parser.add_argument("-o", required=True, metavar="OUT_JSON", help="JSON file to write")
     parser.add_argument("-device", default="cpu", choices=("cuda", "cpu", "mps"),
                         help="device of --coarse-model (default cpu)")
@@ -51,12 +56,13 @@ def summary_line(localization: Localization) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        cases = ct_cases(args.i)
+        inputs = read_ct_folder(args.i)
         localizer = localizer_from_args(args, torch.device(args.device))
-        localizations = localize_all(localizer, cases, not args.disable_progress_bar)
+        localizations = localize_all(localizer, inputs.cases, not args.disable_progress_bar)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"nnunet_ppm localize: {error}")
-    report = {"localizer": localizer.describe(), "cases": {loc.case: loc.to_json() for loc in localizations}}
+    report = {"localizer": localizer.describe(), **({"inputs": inputs.describe()} if inputs.describe() else {}),
+              "cases": {loc.case: loc.to_json() for loc in localizations}}
     write_text_atomic(args.o, json.dumps(report, indent=1) + "\n")
     print("\n".join(summary_line(loc) for loc in localizations))
     print(f"wrote {args.o}")

@@ -29,20 +29,31 @@ import SimpleITK as sitk
 
 from nnunet_ppm.dataset_conversion.image_files import file_ending, read_image
 from nnunet_ppm.dataset_conversion.roi import Box
+from nnunet_ppm.localization.dicom_cts import DicomCt, SkippedSeries, find_ct_series
 
 SIDES = ("right", "left")
 
 
 @dataclass
 class CtCase:
-    """One whole CT: its case id and file; the image is read once, when first needed."""
+    """One whole CT: its case id and file (or DICOM series); the image is read once, when first needed."""
 
     case_id: str
-    path: Path
+    path: Path  # the image file, or the folder of a DICOM series
+    dicom: Optional[DicomCt] = None
 
     @cached_property
     def image(self) -> sitk.Image:
-        return read_image(self.path)
+        if self.dicom is None:
+            return read_image(self.path)
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(self.dicom.files)
+        return reader.Execute()
+
+    @property
+    def output_ending(self) -> str:
+        """File ending of this CT's label map: the CT's own, NIfTI for a DICOM series."""
+        return ".nii.gz" if self.dicom is not None else file_ending(self.path)
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,37 @@ class KidneyLocalizer(ABC):
         if not kidneys:
             notes = notes + ["no kidney found"]
         return Localization(ct.case_id, kidneys, time.perf_counter() - start, notes)
+
+
+@dataclass
+class CtFolder:
+    """The whole CTs of an input folder, and the DICOM series in it that are not CT volumes."""
+
+    cases: List[CtCase]
+    skipped: List[SkippedSeries] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        """For reports: each DICOM case id's study and series UIDs, and the series skipped (empty without DICOM)."""
+        dicom = {case.case_id: case.dicom.describe() for case in self.cases if case.dicom is not None}
+        return {"dicom_series": dicom, "skipped_series": [series.describe() for series in self.skipped]} \
+            if dicom or self.skipped else {}
+
+
+def read_ct_folder(folder: Path) -> CtFolder:
+    """The CTs of `folder`: files in nnU-Net's naming (:func:`ct_cases`) or else every DICOM series under it that
+    is a CT volume (:mod:`.dicom_cts`; case ids from the series UIDs)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"CT folder {folder} does not exist")
+    try:
+        return CtFolder(ct_cases(folder))
+    except FileNotFoundError:
+        series, skipped = find_ct_series(folder)
+        if not series:
+            reasons = "; ".join(f"{s.folder}: {s.reason}" for s in skipped[:5])
+            raise FileNotFoundError(f"no CT named CASE_0000.nii.gz (nnU-Net's naming) and no DICOM CT series in "
+                                    f"{folder}" + (f" (skipped: {reasons})" if skipped else "")) from None
+        return CtFolder([CtCase(s.case_id, Path(s.files[0]).parent, s) for s in series], skipped)
 
 
 def ct_cases(folder: Path) -> List[CtCase]:

@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from nnunet_ppm.atomic_io import atomic_output, write_text_atomic
-from nnunet_ppm.dataset_conversion.image_files import file_ending, write_image
+from nnunet_ppm.dataset_conversion.image_files import write_image
 from nnunet_ppm.dataset_conversion.output_folder import scratch_folder
 from nnunet_ppm.dataset_conversion.roi import RoiWindow, parse_in_plane_size, parse_length
 from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, Localization
@@ -82,8 +82,9 @@ def share_prediction_time(records: Sequence[CtRecord], seconds: float) -> None:
 
 
 def paste_and_write(record: CtRecord, prediction_folder: Path, roi_ending: str, out: Path, label_names: dict,
-                    about: dict) -> dict:
-    """Step 3: paste the ROI predictions into the CT's geometry; write OUT/<case>.<ending> and OUT/<case>.json."""
+                    about: dict, dicom_seg: bool = False) -> dict:
+    """Step 3: paste the ROI predictions into the CT's geometry; write OUT/<case>.<ending> and OUT/<case>.json
+    (and, with `dicom_seg`, for a CT read from DICOM, OUT/<case>_seg.dcm: :mod:`.dicom_seg`)."""
     start = time.perf_counter()
     ct = record.ct.image
     shape, spacing = sitk.GetArrayViewFromImage(ct).shape, ct.GetSpacing()[::-1]
@@ -95,11 +96,16 @@ def paste_and_write(record: CtRecord, prediction_folder: Path, roi_ending: str, 
     labels, owner = paste_rois(shape, spacing, record.rois, predictions)
     label_image = sitk.GetImageFromArray(labels)
     label_image.CopyInformation(ct)
-    ending = file_ending(record.ct.path)
-    with atomic_output(out / f"{record.ct.case_id}{ending}") as temporary:
+    with atomic_output(out / f"{record.ct.case_id}{record.ct.output_ending}") as temporary:
         write_image(label_image, temporary)
+    written = {}
+    if dicom_seg and record.ct.dicom is not None:
+        from nnunet_ppm.whole_ct.dicom_seg import write_dicom_seg
+        write_dicom_seg(labels, record.ct.dicom.files, label_names, out / f"{record.ct.case_id}_seg.dcm")
+        written["dicom_seg"] = f"{record.ct.case_id}_seg.dcm"
     record.seconds["paste_and_write"] = round(time.perf_counter() - start, 3)
     report = {"case": record.ct.case_id, "ct": str(record.ct.path), **about,
+              **({"dicom": record.ct.dicom.describe()} if record.ct.dicom else {}), **written,
               "kidneys_found": len(record.localization.kidneys),
               "localization_confidence": record.localization.to_json()["confidence"],
               "notes": record.localization.notes,
@@ -118,7 +124,8 @@ def roi_manifest(records: Sequence[CtRecord]) -> List[dict]:
 
 def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, window: RoiWindow,
                       predict_rois: Callable[[Path, Path], None], out: Path, roi_ending: str, label_names: dict,
-                      about: dict, keep_rois: bool = False, progress: bool = True) -> List[dict]:
+                      about: dict, keep_rois: bool = False, progress: bool = True, dicom_seg: bool = False
+                      ) -> List[dict]:
     """All steps for `cases`; returns the report of each CT (what OUT/<case>.json holds).
 
     Args:
@@ -128,6 +135,7 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
         label_names: the model's labels ({name: value}).
         about: model and settings, copied into every report.
         keep_rois: keep crops, predictions and roi_manifest.json in OUT/rois (replacing an older one).
+        dicom_seg: also write a DICOM Segmentation of each CT read from DICOM (OUT/<case>_seg.dcm).
 
     The crops and predictions live in a hidden folder of `out` that is removed at the end (or becomes
     OUT/rois); that of a killed run is removed by the next run into `out`. Every output file is written
@@ -142,7 +150,7 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
             start = time.perf_counter()
             predict_rois(images, predictions)
             share_prediction_time(records, time.perf_counter() - start)
-        reports = [paste_and_write(record, predictions, roi_ending, out, label_names, about)
+        reports = [paste_and_write(record, predictions, roi_ending, out, label_names, about, dicom_seg)
                    for record in tqdm(records, desc="pasting back", unit="CT", disable=not progress)]
         if keep_rois:
             write_text_atomic(staging / "roi_manifest.json", json.dumps(roi_manifest(records), indent=1) + "\n")

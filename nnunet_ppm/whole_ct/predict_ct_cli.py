@@ -3,7 +3,8 @@
     nnunet_ppm predict-ct -i CTS -o OUT -d 502 -c 3d_fullres -tr PPMTrainer -p nnUNetPPMPlans -f 0 \\
         --atlases atlases/ [-device cpu]
 
-1. localise the kidneys of each CT in -i (CASE_0000.nii.gz; --atlases, --coarse-model or --boxes);
+1. localise the kidneys of each CT in -i (CASE_0000.nii.gz, or every DICOM series under -i that is a CT
+   volume, named ct_<12 hex digits of its series UID>; --atlases, --coarse-model or --boxes);
 2. crop one ROI per kidney exactly as `nnunet_ppm convert --roi` cropped the model's training ROIs
    (window and margin from the model's dataset.json, or --roi-size / --roi-margin);
 3. predict the ROIs with `nnunet_ppm predict` (every model, prediction and post-processing option
@@ -11,7 +12,10 @@
    inference: majority vote, no mirroring, CRF + largest component, one model);
 4. paste the ROI labels back into the CT's geometry (overlaps: foreground beats background, then
    the nearer kidney's ROI) and write OUT/<case>.nii.gz and OUT/<case>.json (ROIs, volumes in ml
-   per side, timings).
+   per side, timings; for a DICOM series its study and series UIDs; --dicom-seg adds
+   OUT/<case>_seg.dcm, a DICOM Segmentation over the source series). With DICOM input,
+   OUT/dicom_series.json maps every case id to its UIDs and lists the series skipped, with why
+   (localizers, dose reports, too few slices, uneven spacing).
 
 -i is the folder of whole CTs and -o the output folder. -num_parts / -part_id split the CTs;
 --continue_prediction skips CTs whose outputs exist; --keep-rois keeps the ROI crops and
@@ -28,7 +32,8 @@ from nnunetv2.utilities.file_path_utilities import get_output_folder
 from nnunet_ppm.dataset_names import dataset_name
 from nnunet_ppm.inference import predict_cli
 from nnunet_ppm.inference.paper_recipe import resolve_prediction_arguments
-from nnunet_ppm.localization.localizer import ct_cases
+from nnunet_ppm.atomic_io import write_text_atomic
+from nnunet_ppm.localization.localizer import read_ct_folder
 from nnunet_ppm.localization.localizer_options import add_localizer_arguments, localizer_from_args
 from nnunet_ppm.whole_ct.predict_ct import predict_whole_cts, roi_window_of
 
@@ -44,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="slices or mm above and below the kidney, e.g. 10mm (default: the model's training ROIs)")
     rois.add_argument("--keep-rois", action="store_true",
                       help="keep the ROI crops, their predictions and roi_manifest.json in OUT/rois")
+    parser.add_argument("--dicom-seg", action="store_true",
+                        help="for CTs read from DICOM, also write OUT/<case>_seg.dcm, a DICOM Segmentation over the "
+                             'source series (needs pip install "nnunet-ppm[dicom]")')
     add_localizer_arguments(parser)
 
 
@@ -78,7 +86,17 @@ def run(args: argparse.Namespace) -> int:
         args = resolve_prediction_arguments(args, model_folder)
         window = roi_window_of(model_folder, args.roi_size, args.roi_margin)
         dataset_json = json.loads((model_folder / "dataset.json").read_text(encoding="utf-8"))
-        cases = ct_cases(Path(args.i))[args.part_id::args.num_parts]
+        inputs = read_ct_folder(Path(args.i))
+        if args.dicom_seg:
+            if not any(case.dicom for case in inputs.cases):
+                raise ValueError(f"--dicom-seg: no DICOM series among the CTs of {args.i}")
+            from nnunet_ppm.whole_ct.dicom_seg import require_highdicom
+            require_highdicom()  # before any work
+        cases = inputs.cases[args.part_id::args.num_parts]
+        if inputs.describe():
+            out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(out / "dicom_series.json", json.dumps(inputs.describe(), indent=1) + "\n")
+            print("\n".join(f"skipped DICOM series in {s.folder}: {s.reason}" for s in inputs.skipped))
         if args.continue_prediction:
             cases = [case for case in cases if not _done(out, case.case_id)]
         localizer = localizer_from_args(args, torch.device(args.device))
@@ -86,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                  "aggregation": args.aggregation, "roi_window": window.describe(), "localizer": localizer.describe()}
         reports = predict_whole_cts(cases, localizer, window, functools.partial(_predict_rois, args), out,
                                     dataset_json["file_ending"], dataset_json["labels"], about, args.keep_rois,
-                                    not args.disable_progress_bar)
+                                    not args.disable_progress_bar, args.dicom_seg)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"nnunet_ppm predict-ct: {error}")
     print("\n".join(_volumes_line(report) for report in reports))
