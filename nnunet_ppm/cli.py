@@ -1,7 +1,8 @@
 """`nnunet_ppm`: one command-line entry point with subcommands.
 
 Each subcommand lives in its own module, which provides
-``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only
+``add_arguments(parser)`` and ``run(args) -> int`` (or, for a module serving
+two subcommands, ``"module:name"``: ``add_name_arguments`` and ``run_name``). Modules are imported only
 when their subcommand runs, so `nnunet_ppm --help` stays fast.
 """
 import argparse
@@ -29,6 +30,9 @@ SUBCOMMANDS = {
                  "find the kidneys of whole CTs (atlases, a coarse nnU-Net model, or given boxes); boxes per CT"),
     "predict-ct": ("nnunet_ppm.whole_ct.predict_ct_cli",
                    "whole CTs: localise the kidneys, predict their ROIs with `nnunet_ppm predict`, paste back"),
+    "export": ("nnunet_ppm.whole_ct.bundle_cli:export",
+               "pack a trained ROI model and its atlases into one zip for predict-ct on another machine"),
+    "install": ("nnunet_ppm.whole_ct.bundle_cli:install", "install a zip of `nnunet_ppm export` into nnUNet_results"),
     "evaluate": ("nnunet_ppm.evaluation.evaluate_cli", "Dice, surface distances, KiTS Surface Dice, volumes, tumor detection per case"),
     "leaderboard": ("nnunet_ppm.evaluation.leaderboard_cli", "compare methods against default nnU-Net (Table I style)"),
     "overlay": ("nnunet_ppm.evaluation.overlay_cli", "PNGs of CT slices with reference and predicted outlines"),
@@ -56,12 +60,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"\nnnunet_ppm: unknown subcommand {argv[0]!r}", file=sys.stderr)
         return 2
     module_name, summary = SUBCOMMANDS[argv[0]]
+    module_name, _, variant = module_name.partition(":")  # "module:name": its add_name_arguments / run_name
     module = importlib.import_module(module_name)
+    add_arguments, run = ((module.add_arguments, module.run) if not variant else
+                          (getattr(module, f"add_{variant}_arguments"), getattr(module, f"run_{variant}")))
     parser = argparse.ArgumentParser(prog=f"nnunet_ppm {argv[0]}", description=summary)
-    module.add_arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:
-        return int(module.run(args) or 0)
+        return int(run(args) or 0)
     except OSError as error:
         if error.errno not in STORAGE_ERRNOS:
             raise

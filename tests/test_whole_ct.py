@@ -255,6 +255,25 @@ def test_predict_ct_takes_a_dicom_study_and_names_the_label_map_by_the_series(wh
     assert [entry["folder"] for entry in listing["skipped_series"]] == ["scout"]
 
 
+def test_an_exported_pipeline_installed_elsewhere_predicts_the_same_labels(whole_cts, predict_ct_run, tiny_dataset):
+    """`nnunet_ppm export` of the ROI model and the atlases, `nnunet_ppm install` into another nnUNet_results:
+    predict-ct with the installed model gives the label maps of the original, and the atlases are in place."""
+    root = predict_ct_run.root
+    run_command(["nnunet_ppm", "export", "-d", tiny_dataset.dataset_id, "-tr", "PPMTrainer_debug", "-p",
+                 "nnUNetPPMPlans", "-f", "0", "--atlases", whole_cts.atlases, "-o", root / "bundle.zip"],
+                tiny_dataset.env)
+    elsewhere = {**tiny_dataset.env, "nnUNet_results": str(root / "other_machine"), "nnUNet_raw": str(root / "none"),
+                 "nnUNet_preprocessed": str(root / "none")}
+    installed = run_command(["nnunet_ppm", "install", root / "bundle.zip"], elsewhere).stdout
+    assert "--atlases" in installed and "nnunet_ppm predict-ct" in installed
+    atlases = next((root / "other_machine").glob("Dataset*/PPMTrainer_debug__*/nnunet_ppm_atlases"))
+    assert [a.name for a in load_atlases(atlases).atlases] == list(ATLAS_CASES)
+    run_command([*predict_ct_run.args, "-o", root / "installed_out"], elsewhere)
+    for case in TARGET_CASES:
+        assert np.array_equal(_array(root / "installed_out" / f"{case}.nii.gz"),
+                              _array(predict_ct_run.out / f"{case}.nii.gz")), case
+
+
 def test_a_coarse_nnunet_model_localises_whole_cts(tiny_dataset, tmp_path):
     whole_ct = tiny_dataset.whole_ct
     model = whole_ct.model("nnUNetTrainer_debug", "nnUNetPlans")  # default nnU-Net, trained on whole (tiny) CTs
