@@ -13,7 +13,7 @@ from nnunet_ppm.localization.atlas_set import SIDE_CODES, make_atlas
 from nnunet_ppm.localization.atlas_selection import k_medoids
 from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer
 from nnunet_ppm.localization.fusion import FusedKidney, fuse_kidneys, majority_vote
-from nnunet_ppm.localization.localizer import CtCase, ct_cases, grow_box
+from nnunet_ppm.localization.localizer import CtCase, ct_cases, edge_notes, grow_box
 from nnunet_ppm.localization.low_resolution import low_resolution_grid, resample_mask
 from nnunet_ppm.localization.registration import RegistrationSettings, single_threaded_itk
 
@@ -225,14 +225,26 @@ def test_kidney_box_is_the_kidneys_mass_with_a_small_margin_when_the_atlases_kid
     image.SetSpacing(spacing[::-1])
     region = ((4, 36), (26, 90), (30, 84))
     fused = FusedKidney("right", _mask(shape, ((12, 28), (52, 82), (52, 82))), _mask(shape, region), 8, 0.5, False)
-    box, source = kidney_box(image, fused, image, mass_search_mm=40)  # the CT's own grid stands for the atlases'
+    box, found, source = kidney_box(image, fused, image, mass_search_mm=40)  # the CT's grid stands for the atlases'
     margin = [int(np.ceil(MASS_MARGIN_MM / step)) for step in spacing]
     assert box == tuple((start - m, stop + m) for (start, stop), m in zip(kidney, margin)) and "mass" in source
+    assert found == kidney
     atlas_box = tuple((max(start - int(ATLAS_MARGIN_MM / step), 0), min(stop + int(ATLAS_MARGIN_MM / step), size))
                       for (start, stop), step, size in zip(region, spacing, shape))
-    assert kidney_box(image, fused, image, mass_search_mm=0) == (atlas_box, "the atlases (no enhancing kidney mass "
-                                                                             "confirmed)")
+    assert kidney_box(image, fused, image, mass_search_mm=0) == (atlas_box, region, "the atlases (no enhancing "
+                                                                                     "kidney mass confirmed)")
     elsewhere = FusedKidney("right", _mask(shape, ((12, 28), (95, 115), (90, 110))), _mask(shape, region), 8, 0.5,
                             False)
     assert kidney_box(image, elsewhere, image, mass_search_mm=40)[0] == atlas_box, \
         "a mass the atlases' kidney does not touch is not taken for the kidney"
+
+
+def test_edge_notes_name_the_anatomical_edges_a_kidney_box_reaches():
+    axial = _image((30, 40, 50), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    assert edge_notes("right", ((0, 10), (5, 40), (10, 20)), axial) == [
+        "right kidney reaches the scan's lower edge: it may be cut off there",
+        "right kidney reaches the scan's back edge: it may be cut off there"]
+    assert edge_notes("left", ((1, 29), (1, 39), (1, 49)), axial) == []
+    kits = _image((30, 40, 50), direction=KITS_DIRECTION)  # array axis 0 runs right -> left, axis 2 superior -> inferior
+    assert [note.split("'s ")[1].split(" edge")[0] for note in edge_notes("left", ((20, 30), (5, 9), (40, 50)), kits)] \
+        == ["left", "lower"]

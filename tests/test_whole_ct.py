@@ -18,7 +18,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_ppm.dataset_conversion.convert import convert_dataset
-from nnunet_ppm.dataset_conversion.roi import Length, RoiWindow, box_overlap, roi_box
+from nnunet_ppm.dataset_conversion.orientation import slice_axis
+from nnunet_ppm.dataset_conversion.roi import Length, RoiWindow, box_overlap, kidney_sides, roi_box
 from nnunet_ppm.dataset_conversion.synthesize import synthesize
 from nnunet_ppm.localization.atlas_localizer import AtlasLocalizer
 from nnunet_ppm.localization.atlas_set import SIDE_CODES, load_atlases
@@ -96,6 +97,53 @@ def test_a_kidney_without_tumor_beside_a_large_tumor_keeps_an_roi_window_sized_b
     assert all(r.found and r.fraction >= 0.99 for r in recalls.values()), (recalls, localization.notes)
     assert not rois["right"].enlarged, (rois["right"], localization.notes)
     assert rois["left"].enlarged, "the tumor reaches beyond the window"
+
+
+def _held(localization, ct, reference):
+    """{side: KidneyRecall} of the located kidneys' ROIs (WINDOW) over the reference label map."""
+    rois = {roi.side: roi.box for roi in rois_for(localization, ct.image, WINDOW)}
+    return {r.side: r for r in roi_recall(ct.case_id, reference, rois)}
+
+
+def test_a_scan_ending_inside_a_kidney_gives_a_clipped_box_and_a_note_naming_the_edge(whole_cts):
+    """The first painted CT cut through the middle of its lower kidney along the body axis."""
+    case = TARGET_CASES[0]
+    ct = sitk.ReadImage(str(whole_cts.images / f"{case}_0000.nii.gz"))
+    reference = sitk.ReadImage(str(whole_cts.labels / f"{case}.nii.gz"))
+    axis = slice_axis(ct.GetDirection())  # array axis along the body; KiTS files run it superior -> inferior
+    kidneys_map, sides = kidney_sides(reference)
+    lower = max(range(len(sides)), key=lambda i: np.argwhere(kidneys_map == i + 1)[:, axis].mean())
+    cut = int(np.argwhere(kidneys_map == lower + 1)[:, axis].mean())
+    index = [slice(None)] * 3
+    index[2 - axis] = slice(0, cut)  # SimpleITK slicing is in x, y, z order
+    cut_ct, cut_reference = ct[tuple(index)], reference[tuple(index)]
+    path = whole_cts.root / "cut" / f"{case}_0000.nii.gz"
+    path.parent.mkdir(exist_ok=True)
+    sitk.WriteImage(cut_ct, str(path))
+    localizer = AtlasLocalizer(load_atlases(whole_cts.atlases), RegistrationSettings(affine_iterations=ITERATIONS))
+    localization = localizer.locate(ct_cases(path.parent)[0])
+    held = _held(localization, ct_cases(path.parent)[0], cut_reference)
+    assert sorted(held) == ["left", "right"], localization.notes
+    assert all(r.found and r.fraction >= 0.99 for r in held.values()), (held, localization.notes)
+    assert f"{sides[lower]} kidney reaches the scan's lower edge: it may be cut off there" in localization.notes
+
+
+def test_a_scan_with_one_kidney_finds_it_whole(whole_cts, kits19_labels_dir):
+    """A patient after nephrectomy: the left kidney of a real label map removed before painting."""
+    label = sitk.ReadImage(str(kits19_labels_dir / f"{TARGET_CASES[1]}.nii.gz"))
+    kidneys_map, sides = kidney_sides(label)
+    array = sitk.GetArrayFromImage(label)
+    array[kidneys_map == sides.index("left") + 1] = 0
+    one_kidney = sitk.GetImageFromArray(array)
+    one_kidney.CopyInformation(label)
+    (whole_cts.root / "nephrectomy_labels").mkdir(exist_ok=True)
+    sitk.WriteImage(one_kidney, str(whole_cts.root / "nephrectomy_labels" / f"{TARGET_CASES[1]}.nii.gz"))
+    target = painted_dataset(whole_cts.root / "nephrectomy_labels", (TARGET_CASES[1],), whole_cts.root, 914, seed=1)
+    ct = ct_cases(target / "imagesTr")[0]
+    localizer = AtlasLocalizer(load_atlases(whole_cts.atlases), RegistrationSettings(affine_iterations=ITERATIONS))
+    localization = localizer.locate(ct)
+    held = _held(localization, ct, sitk.ReadImage(str(target / "labelsTr" / f"{TARGET_CASES[1]}.nii.gz")))
+    assert list(held) == ["right"] and held["right"].found and held["right"].fraction >= 0.99, localization.notes
 
 
 def _localised_with_itk_threads(localizer, ct, threads):

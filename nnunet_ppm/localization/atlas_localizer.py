@@ -17,11 +17,15 @@ shows the kidney (:func:`kidney_box`):
   size of the kidney, so its ROI is the ROI window; only a kidney or tumor
   that reaches beyond the window enlarges it;
 * otherwise (no mass, a mass that leaked into a neighbour, a mass elsewhere,
-  or the mass search turned off) the atlas box grown by ATLAS_MARGIN_MM (five
-  low-resolution voxels: registered atlases put a kidney up to that far off).
+  or the mass search turned off) the atlas box, grown to hold the mass an
+  unclosed search finds around it (a large tumor whose closed mass leaked into
+  a neighbour), then by ATLAS_MARGIN_MM (five low-resolution voxels:
+  registered atlases put a kidney up to that far off).
 
-The notes say which rule gave each box. An atlas that fails to register is left
-out and named in the notes.
+The notes say which rule gave each box, and each edge of the scan that a box
+reaches before its margin (a scan that ends inside a kidney: the box is
+clipped to the scan and the kidney may be cut off). An atlas that fails to
+register is left out and named in the notes.
 
 The same CT, atlases and settings give the same boxes, labels and
 confidences: each registration is seeded from ``settings.seed`` and runs on
@@ -36,7 +40,7 @@ where two supporting atlases agree), and benchmarks/whole_ct.py
 import math
 import multiprocessing
 import weakref
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -46,7 +50,7 @@ from nnunet_ppm.localization.atlas_set import Atlas, AtlasSet
 from nnunet_ppm.localization.fusion import fuse_kidneys
 from nnunet_ppm.localization.fusion import FusedKidney
 from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM, kidney_mass_box
-from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney, grow_box
+from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney, edge_notes, grow_box
 from nnunet_ppm.localization.registration import (RegistrationError, RegistrationSettings, RegistrationTarget,
                                                   register_atlas, warp_sides)
 
@@ -83,8 +87,16 @@ def share_inside(inner: Box, outer: Box) -> float:
     return float(overlap / volume) if volume else 0.0
 
 
-def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search_mm: float) -> Tuple[Box, str]:
-    """A fused kidney's box in `ct`'s voxel indices (the module docstring's rules), and which rule gave it.
+class KidneyBox(NamedTuple):
+    """A fused kidney's box (margin included), the box the CT or the atlases gave before the margin, and which."""
+
+    box: Box
+    found: Box
+    source: str
+
+
+def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search_mm: float) -> KidneyBox:
+    """A fused kidney's box in `ct`'s voxel indices (the module docstring's rules).
 
     Args:
         ct: the whole CT (HU).
@@ -97,8 +109,14 @@ def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search
         mass = kidney_mass_box(ct, atlas_box, mass_search_mm)
         atlas_kidney = region_box(fused.majority, grid, ct) if fused.majority.any() else atlas_box
         if mass is not None and share_inside(atlas_kidney, mass) >= MIN_ATLAS_SHARE:
-            return grow_box(mass, MASS_MARGIN_MM, spacing, shape), "the kidney's enhancing mass in the CT"
-    return grow_box(atlas_box, ATLAS_MARGIN_MM, spacing, shape), "the atlases (no enhancing kidney mass confirmed)"
+            return KidneyBox(grow_box(mass, MASS_MARGIN_MM, spacing, shape), mass,
+                             "the kidney's enhancing mass in the CT")
+        grown = kidney_mass_box(ct, atlas_box, mass_search_mm, close=False)
+        if grown is not None:  # e.g. a large tumor whose closed mass leaked into a neighbour: grow, never shrink
+            atlas_box = tuple((min(start, first), max(stop, last)) for (start, stop), (first, last)
+                              in zip(atlas_box, grown))
+    return KidneyBox(grow_box(atlas_box, ATLAS_MARGIN_MM, spacing, shape), atlas_box,
+                     "the atlases (no enhancing kidney mass confirmed)")
 
 
 def register_and_warp(job: Tuple[RegistrationTarget, Atlas, RegistrationSettings]) -> Tuple[Optional[np.ndarray], str]:
@@ -169,8 +187,9 @@ class AtlasLocalizer(KidneyLocalizer):
         warped, notes = self.warped_atlases(target)
         kidneys = []
         for fused in fuse_kidneys(warped):
-            box, source = kidney_box(ct.image, fused, target.image, self.mass_search_mm)
-            kidneys.append(LocatedKidney(fused.side, box, fused.confidence))
+            found = kidney_box(ct.image, fused, target.image, self.mass_search_mm)
+            kidneys.append(LocatedKidney(fused.side, found.box, fused.confidence))
             notes.append(f"{fused.side} kidney: {fused.supporters} of {len(warped)} atlases agree"
-                         + (" (no majority; weak consensus)" if fused.weak else "") + f"; box from {source}")
+                         + (" (no majority; weak consensus)" if fused.weak else "") + f"; box from {found.source}")
+            notes += edge_notes(fused.side, found.found, ct.image)
         return kidneys, notes

@@ -59,11 +59,13 @@ def _ball(radius_voxels: Sequence[float]) -> np.ndarray:
     return sum((g / max(r, 1e-6)) ** 2 for g, r in zip(grids, radius_voxels)) <= 1.0
 
 
-def _mass(tissue: np.ndarray, core: Tuple[slice, ...], radius_voxels: Sequence[float]) -> Optional[np.ndarray]:
-    """The opened component of the closed `tissue` with most voxels in `core`, plus the closed tissue the opening
-    shaved off it."""
+def _mass(tissue: np.ndarray, core: Tuple[slice, ...], radius_voxels: Sequence[float],
+          close: bool) -> Optional[np.ndarray]:
+    """The opened component of `tissue` (closed first with `close`) with most voxels in `core`, plus the tissue the
+    opening shaved off it."""
     ball = _ball(radius_voxels)
-    tissue = ndimage.binary_closing(tissue, structure=ball) | tissue  # | tissue: closing erodes at the border
+    if close:
+        tissue = ndimage.binary_closing(tissue, structure=ball) | tissue  # | tissue: closing erodes at the border
     components = cc3d.connected_components(ndimage.binary_opening(tissue, structure=ball).astype(np.uint8),
                                            connectivity=6)
     in_core = components[core]
@@ -74,7 +76,7 @@ def _mass(tissue: np.ndarray, core: Tuple[slice, ...], radius_voxels: Sequence[f
 
 
 def kidney_mass_box(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEARCH_MM,
-                    openings_mm: Sequence[float] = OPENINGS_MM) -> Optional[Box]:
+                    openings_mm: Sequence[float] = OPENINGS_MM, close: bool = True) -> Optional[Box]:
     """The bounding box (array order, half-open) of the enhancing mass around `box` in `ct` (HU), or None when
     there is none that stays inside the search region.
 
@@ -83,6 +85,8 @@ def kidney_mass_box(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEARCH_
         box: the located kidney box, inside the image.
         search_mm: how far beyond `box` the mass may reach (> 0).
         openings_mm: radii of the openings that cut bridges to neighbours, tried in this order.
+        close: close the tissue before each opening (step 3); without, a kidney may fall apart into its
+            poles, but a mass whose closing bridges it to a neighbour may still be found.
     """
     shape, spacing = ct.GetSize()[::-1], ct.GetSpacing()[::-1]
     search = grow_box(box, search_mm, spacing, shape)
@@ -97,7 +101,8 @@ def kidney_mass_box(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEARCH_
         third = (stop - start) / 3.0
         core.append(slice(int((start + third - low) // factor), int(math.ceil((stop - third - low) / factor))))
     for opening_mm in openings_mm:
-        mass = _mass(tissue, tuple(core), [opening_mm / (step * factor) for step, factor in zip(spacing, factors)])
+        mass = _mass(tissue, tuple(core), [opening_mm / (step * factor) for step, factor in zip(spacing, factors)],
+                     close)
         if mass is None:
             return None
         extent = []

@@ -28,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ppm.dataset_conversion.image_files import file_ending, read_image
+from nnunet_ppm.dataset_conversion.orientation import anatomical_axes
 from nnunet_ppm.dataset_conversion.roi import Box
 from nnunet_ppm.localization.dicom_cts import DicomCt, SkippedSeries, find_ct_series
 
@@ -99,6 +100,29 @@ def grow_box(box: Box, margin_mm: float, spacing: Sequence[float], shape: Sequen
         margin = int(math.ceil(margin_mm / step - 1e-9))
         grown.append((max(start - margin, 0), min(stop + margin, size)))
     return tuple(grown)
+
+
+EDGE_NAMES = (("lower", "upper"), ("front", "back"), ("right", "left"))  # per canonical axis: low, high end
+
+
+def edge_notes(side: str, box: Box, image: sitk.Image) -> List[str]:
+    """A note for each edge of the scan that a kidney's box (before any margin) reaches: the kidney may be cut off
+    there (a scan that starts or ends inside a kidney)."""
+    shape = image.GetSize()[::-1]
+    try:
+        axes = anatomical_axes(image.GetDirection())
+    except ValueError:  # too oblique to name the edges anatomically
+        axes = None
+    edges = []
+    for axis, ((start, stop), size) in enumerate(zip(box, shape)):
+        if axes is None:
+            low, high = f"first (array axis {axis})", f"last (array axis {axis})"
+        else:
+            canonical, sense = axes[axis]
+            low, high = EDGE_NAMES[canonical] if sense > 0 else EDGE_NAMES[canonical][::-1]
+        edges += [low] if start <= 0 else []
+        edges += [high] if stop >= size else []
+    return [f"{side} kidney reaches the scan's {edge} edge: it may be cut off there" for edge in edges]
 
 
 def check_box(box: Sequence[Sequence[int]], shape: Sequence[int]) -> Optional[str]:

@@ -21,7 +21,7 @@ import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from nnunet_ppm.dataset_conversion.roi import find_kidneys
-from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney
+from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney, edge_notes
 
 PathLike = Union[str, Path]
 
@@ -61,8 +61,14 @@ class NnunetLocalizer(KidneyLocalizer):
         return {"model": str(self.model_folder), "folds": self.folds, "checkpoint": self.checkpoint}
 
     def find(self, ct: CtCase) -> Tuple[List[LocatedKidney], List[str]]:
-        reader = self.predictor.plans_manager.image_reader_writer_class()
-        data, properties = reader.read_images([str(ct.path)])
+        if ct.dicom is None:
+            data, properties = self.predictor.plans_manager.image_reader_writer_class().read_images([str(ct.path)])
+        else:  # a DICOM series: the image as nnU-Net's SimpleITKIO reads a file
+            image = ct.image
+            data = sitk.GetArrayFromImage(image)[None].astype(np.float32)
+            properties = {"sitk_stuff": {"spacing": image.GetSpacing(), "origin": image.GetOrigin(),
+                                         "direction": image.GetDirection()},
+                          "spacing": list(np.abs(image.GetSpacing()[::-1]))}
         segmentation, probabilities = self.predictor.predict_single_npy_array(data, properties, None, None, True)
         expected = sitk.GetArrayViewFromImage(ct.image).shape
         if segmentation.shape != expected:
@@ -75,4 +81,4 @@ class NnunetLocalizer(KidneyLocalizer):
             bounds = tuple(slice(start, stop) for start, stop in kidney.bounds)
             foreground = 1.0 - probabilities[0][bounds][segmentation[bounds] > 0]
             kidneys.append(LocatedKidney(kidney.side, kidney.bounds, float(foreground.mean())))
-        return kidneys, []
+        return kidneys, [note for kidney in kidneys for note in edge_notes(kidney.side, kidney.box, ct.image)]
