@@ -11,6 +11,7 @@ import os
 import time
 from types import SimpleNamespace
 
+import cc3d
 import highdicom
 import numpy as np
 import pydicom
@@ -265,6 +266,12 @@ def test_predict_ct_pastes_the_roi_predictions_back_exactly_and_reports_a_ct_wit
     for name, value in (("kidney", 1), ("tumor", 2)):
         total = sum(per_side[name] for per_side in case_report["volumes_ml"].values())
         assert total == pytest.approx(np.count_nonzero(pasted == value) * voxel_ml, abs=1e-3)
+
+    tumors = cc3d.connected_components((pasted == 2).astype(np.uint8), connectivity=26)
+    assert len(case_report["tumors"]) == tumors.max() and case_report["report"] == [f"{found}_report.md",
+                                                                                    f"{found}_report.png"]
+    assert "not a medical device" in (out / f"{found}_report.md").read_text()
+    assert (out / f"{found}_report.png").stat().st_size > 0
 
     empty = json.loads((out / f"{missing}.json").read_text())
     assert empty["kidneys_found"] == 0 and empty["rois"] == [] and "no kidney found" in empty["notes"]

@@ -25,7 +25,9 @@ from nnunet_ppm.atomic_io import atomic_output, write_text_atomic
 from nnunet_ppm.dataset_conversion.image_files import write_image
 from nnunet_ppm.dataset_conversion.output_folder import scratch_folder
 from nnunet_ppm.dataset_conversion.roi import RoiWindow, parse_in_plane_size, parse_length
+from nnunet_ppm.evaluation.labels import scheme_from_labels
 from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, Localization
+from nnunet_ppm.whole_ct.report import write_report
 from nnunet_ppm.whole_ct.rois import CtRoi, check_roi_prediction, paste_rois, rois_for, volumes_ml, write_roi_images
 
 
@@ -82,9 +84,10 @@ def share_prediction_time(records: Sequence[CtRecord], seconds: float) -> None:
 
 
 def paste_and_write(record: CtRecord, prediction_folder: Path, roi_ending: str, out: Path, label_names: dict,
-                    about: dict, dicom_seg: bool = False) -> dict:
+                    about: dict, dicom_seg: bool = False, report: bool = True) -> dict:
     """Step 3: paste the ROI predictions into the CT's geometry; write OUT/<case>.<ending> and OUT/<case>.json
-    (and, with `dicom_seg`, for a CT read from DICOM, OUT/<case>_seg.dcm: :mod:`.dicom_seg`)."""
+    (with `report`, OUT/<case>_report.md and .png: :mod:`.report`; with `dicom_seg`, for a CT read from DICOM,
+    OUT/<case>_seg.dcm: :mod:`.dicom_seg`)."""
     start = time.perf_counter()
     ct = record.ct.image
     shape, spacing = sitk.GetArrayViewFromImage(ct).shape, ct.GetSpacing()[::-1]
@@ -99,6 +102,11 @@ def paste_and_write(record: CtRecord, prediction_folder: Path, roi_ending: str, 
     with atomic_output(out / f"{record.ct.case_id}{record.ct.output_ending}") as temporary:
         write_image(label_image, temporary)
     written = {}
+    volumes = volumes_ml(labels, owner, record.rois, spacing, label_names)
+    if report:
+        written["tumors"] = write_report(record.ct.case_id, ct, label_image, owner, record.rois, volumes,
+                                         record.localization.notes, scheme_from_labels(label_names), out)
+        written["report"] = [f"{record.ct.case_id}_report.md", f"{record.ct.case_id}_report.png"]
     if dicom_seg and record.ct.dicom is not None:
         from nnunet_ppm.whole_ct.dicom_seg import write_dicom_seg
         write_dicom_seg(labels, record.ct.dicom.files, label_names, out / f"{record.ct.case_id}_seg.dcm")
@@ -110,7 +118,7 @@ def paste_and_write(record: CtRecord, prediction_folder: Path, roi_ending: str, 
               "localization_confidence": record.localization.to_json()["confidence"],
               "notes": record.localization.notes,
               "rois": [roi.to_json() for roi in record.rois],
-              "volumes_ml": volumes_ml(labels, owner, record.rois, spacing, label_names),
+              "volumes_ml": volumes,
               "seconds": record.seconds}
     write_text_atomic(out / f"{record.ct.case_id}.json", json.dumps(report, indent=1) + "\n")
     return report
@@ -124,8 +132,8 @@ def roi_manifest(records: Sequence[CtRecord]) -> List[dict]:
 
 def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, window: RoiWindow,
                       predict_rois: Callable[[Path, Path], None], out: Path, roi_ending: str, label_names: dict,
-                      about: dict, keep_rois: bool = False, progress: bool = True, dicom_seg: bool = False
-                      ) -> List[dict]:
+                      about: dict, keep_rois: bool = False, progress: bool = True, dicom_seg: bool = False,
+                      report: bool = True) -> List[dict]:
     """All steps for `cases`; returns the report of each CT (what OUT/<case>.json holds).
 
     Args:
@@ -136,6 +144,7 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
         about: model and settings, copied into every report.
         keep_rois: keep crops, predictions and roi_manifest.json in OUT/rois (replacing an older one).
         dicom_seg: also write a DICOM Segmentation of each CT read from DICOM (OUT/<case>_seg.dcm).
+        report: also write each CT's report (OUT/<case>_report.md and .png, :mod:`.report`).
 
     The crops and predictions live in a hidden folder of `out` that is removed at the end (or becomes
     OUT/rois); that of a killed run is removed by the next run into `out`. Every output file is written
@@ -150,7 +159,7 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
             start = time.perf_counter()
             predict_rois(images, predictions)
             share_prediction_time(records, time.perf_counter() - start)
-        reports = [paste_and_write(record, predictions, roi_ending, out, label_names, about, dicom_seg)
+        reports = [paste_and_write(record, predictions, roi_ending, out, label_names, about, dicom_seg, report)
                    for record in tqdm(records, desc="pasting back", unit="CT", disable=not progress)]
         if keep_rois:
             write_text_atomic(staging / "roi_manifest.json", json.dumps(roi_manifest(records), indent=1) + "\n")

@@ -12,7 +12,9 @@
    inference: majority vote, no mirroring, CRF + largest component, one model);
 4. paste the ROI labels back into the CT's geometry (overlaps: foreground beats background, then
    the nearer kidney's ROI) and write OUT/<case>.nii.gz and OUT/<case>.json (ROIs, volumes in ml
-   per side, timings; for a DICOM series its study and series UIDs; --dicom-seg adds
+   per side, tumors with their largest diameter, timings; for a DICOM series its study and series
+   UIDs), OUT/<case>_report.md and _report.png (volumes, tumors, two axial and two coronal slices
+   with outlines; research use only; --no-report skips them); --dicom-seg adds
    OUT/<case>_seg.dcm, a DICOM Segmentation over the source series). With DICOM input,
    OUT/dicom_series.json maps every case id to its UIDs and lists the series skipped, with why
    (localizers, dose reports, too few slices, uneven spacing).
@@ -49,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="slices or mm above and below the kidney, e.g. 10mm (default: the model's training ROIs)")
     rois.add_argument("--keep-rois", action="store_true",
                       help="keep the ROI crops, their predictions and roi_manifest.json in OUT/rois")
+    parser.add_argument("--no-report", action="store_true",
+                        help="skip OUT/<case>_report.md and .png (volumes per side, tumors and their largest "
+                             "diameter, axial and coronal slices with outlines)")
     parser.add_argument("--dicom-seg", action="store_true",
                         help="for CTs read from DICOM, also write OUT/<case>_seg.dcm, a DICOM Segmentation over the "
                              'source series (needs pip install "nnunet-ppm[dicom]")')
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                  "aggregation": args.aggregation, "roi_window": window.describe(), "localizer": localizer.describe()}
         reports = predict_whole_cts(cases, localizer, window, functools.partial(_predict_rois, args), out,
                                     dataset_json["file_ending"], dataset_json["labels"], about, args.keep_rois,
-                                    not args.disable_progress_bar, args.dicom_seg)
+                                    not args.disable_progress_bar, args.dicom_seg, not args.no_report)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"nnunet_ppm predict-ct: {error}")
     print("\n".join(_volumes_line(report) for report in reports))
