@@ -41,9 +41,10 @@ import SimpleITK as sitk
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
 from nnunet_ppm.dataset_conversion.case_pool import run_per_case
-from nnunet_ppm.dataset_conversion.image_files import read_image, write_image
+from nnunet_ppm.dataset_conversion.image_files import read_header, read_image, write_image
 from nnunet_ppm.dataset_conversion.labels import dataset_labels, to_dataset_labels
 from nnunet_ppm.dataset_conversion.layouts import Layout, SourceCase, find_cases, get_layout
+from nnunet_ppm.dataset_conversion.orientation import orientation_code
 from nnunet_ppm.dataset_conversion.output_folder import check_target, staged_folder
 from nnunet_ppm.dataset_conversion.patient_splits import (MANIFEST_NAME, SPLITS_FILE, choose_test_patients,
                                                           conflicting_splits_file, held_out_count,
@@ -215,6 +216,9 @@ def convert_dataset(src: PathLike, dataset_id: int, layout: str = "roi", *, name
             hint = " (no kidney with tumor; keep healthy kidneys with --keep-healthy)" if roi else ""
             raise ConversionError(f"no training patient of {src} gave any case{hint}", problems)
         num_training = sum(len(r.outputs) for r in training)
+        # the orientation the ROI model will see its inputs in (predict-ct brings every ROI to it)
+        orientations = {orientation_code(read_header(path).direction)
+                        for path in (staging / "imagesTr").glob(f"*{FILE_ENDING}")} if roi else set()
         test_set = "whole CTs (imagesTs/labelsTs in the source CTs' geometry)"
         generate_dataset_json(
             str(staging), {0: "CT"}, dataset_labels(keep_cyst), num_training, FILE_ENDING,
@@ -222,6 +226,7 @@ def convert_dataset(src: PathLike, dataset_id: int, layout: str = "roi", *, name
             description=f"kidney and renal tumor, {layout} layout" + (" as per-kidney ROIs" if roi else "")
                         + (f"; held-out patients are {test_set}" if test_patients else ""),
             nnunet_ppm={"layout": layout, "source": str(src), "roi": window.describe() if window else None,
+                        "roi_orientation": orientations.pop() if len(orientations) == 1 else None,
                         "keep_healthy": keep_healthy, "keep_cyst": keep_cyst, "split_seed": split_seed,
                         "test_patients": test_patients, "test_set": test_set if test_patients else None,
                         "skipped": found.skipped, "invalid": {case: items for case, items in sorted(problems.items())}})

@@ -12,6 +12,7 @@ axes, so they are exact and invertible.
 from typing import Sequence, Tuple
 
 import numpy as np
+import SimpleITK as sitk
 
 # Direction of KiTS19/21/23 files: index axis 0 is the slice axis, pointing inferior.
 KITS_DIRECTION = (0.0, 0.0, 1.0, 0.0, 1.0, 0.0, -1.0, 0.0, 0.0)
@@ -60,3 +61,9 @@ def canonical_spacing(spacing: Sequence[float], direction: Sequence[float]) -> T
     permutation, _ = _permutation_and_flips(direction)
     spacing_zyx = tuple(spacing)[::-1]
     return tuple(float(spacing_zyx[permutation[c]]) for c in range(3))
+
+
+def orientation_code(direction: Sequence[float]) -> str:
+    """DICOM-style three-letter code of a direction matrix (ITK's convention: where each index axis points from,
+    e.g. "LPS" for an axial LPS volume), as ``sitk.DICOMOrient`` takes it."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(tuple(float(v) for v in direction))

@@ -1,7 +1,8 @@
-"""`nnunet_ppm synth OUT --cases N`: write synthetic arterial-phase CTs with kidney/tumor labels."""
+"""`nnunet_ppm synth OUT --cases N`: write synthetic CTs (arterial phase unless --phase) with kidney/tumor labels."""
 import argparse
 import sys
 
+from nnunet_ppm.dataset_conversion.contrast_phases import PHASES
 from nnunet_ppm.dataset_conversion.layouts import LAYOUTS
 from nnunet_ppm.dataset_conversion.synthesize import PRESETS, synthesize
 
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-spacing", type=float, default=None, metavar="MM",
                         help="with --labels-from: resample each label map to at least MM per axis first (nearest "
                              "neighbour, header kept): smaller, quicker CTs")
+    parser.add_argument("--phase", choices=PHASES, default="arterial",
+                        help="contrast phase of the CTs (default arterial, the paper's; values in "
+                             "nnunet_ppm.dataset_conversion.contrast_phases)")
     parser.add_argument("--file-ending", default=".nii.gz", choices=(".nii.gz", ".nrrd", ".mha"),
                         help="file format of the roi layout (KiTS layouts are .nii.gz)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -32,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = synthesize(args.out, args.cases, args.seed, args.preset, args.layout, args.labels_from,
                          file_ending=args.file_ending, overwrite=args.overwrite, num_processes=args.num_processes,
-                         min_spacing_mm=args.min_spacing)
+                         min_spacing_mm=args.min_spacing, phase=args.phase)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"nnunet_ppm synth: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {out} ({args.layout} layout)")
+    print(f"wrote {out} ({args.layout} layout, {args.phase} phase)")
     return 0

@@ -25,7 +25,7 @@ to at least that spacing per axis, keeping its origin and direction: small, quic
 whose kidney shapes, positions and headers are still real. Layouts without a cyst class (roi, kits19) get cysts as
 kidney; otherwise the label file is written unchanged.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -34,6 +34,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ppm.dataset_conversion.case_pool import run_per_case
+from nnunet_ppm.dataset_conversion.contrast_phases import check_phase, tissues_in_phase
 from nnunet_ppm.dataset_conversion.image_files import file_ending, read_image, write_image
 from nnunet_ppm.dataset_conversion.labels import CYST, to_dataset_labels
 from nnunet_ppm.dataset_conversion.layouts import case_paths, get_layout
@@ -41,7 +42,7 @@ from nnunet_ppm.dataset_conversion.orientation import (AXIAL_DIRECTION, KITS_DIR
                                                        canonical_spacing, from_canonical, to_canonical)
 from nnunet_ppm.dataset_conversion.output_folder import staged_folder
 from nnunet_ppm.dataset_conversion.roi import kidney_map, sides_from_x
-from nnunet_ppm.dataset_conversion.synthetic_anatomy import (KidneyPlacement, fit_anatomy, kidney_label_map,
+from nnunet_ppm.dataset_conversion.synthetic_anatomy import (Anatomy, KidneyPlacement, fit_anatomy, kidney_label_map,
                                                              sample_anatomy)
 from nnunet_ppm.dataset_conversion.synthetic_ct import render_ct
 
@@ -71,8 +72,15 @@ def _case_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(index)])
 
 
-def synthesize_case(index: int, seed: int = 0, preset: str = "tiny") -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...]]:
-    """One generated case in canonical order (z head-wards, y back-wards, x to the left): (CT int16, labels uint8 0-3, spacing mm)."""
+def in_phase(anatomy: Anatomy, phase: str) -> Anatomy:
+    """`anatomy` with its tissue values in contrast `phase` (arterial: unchanged)."""
+    return replace(anatomy, tissue=tissues_in_phase(anatomy.tissue, phase), phase=phase)
+
+
+def synthesize_case(index: int, seed: int = 0, preset: str = "tiny",
+                    phase: str = "arterial") -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...]]:
+    """One generated case in canonical order (z head-wards, y back-wards, x to the left): (CT int16, labels uint8
+    0-3, spacing mm), in contrast `phase` (:mod:`.contrast_phases`; the same anatomy in every phase)."""
     settings = PRESETS[preset]
     rng = _case_rng(seed, index)
     half_width = rng.uniform(140, 175)
@@ -83,13 +91,14 @@ def synthesize_case(index: int, seed: int = 0, preset: str = "tiny") -> Tuple[np
     thickness = float(rng.choice(settings.slice_mm))
     nz = int(np.clip(round(rng.uniform(*settings.coverage_mm) / thickness), *settings.slices))
     shape, spacing = (nz, ny, nx), (thickness, pixel, pixel)
-    anatomy = sample_anatomy(rng, shape, spacing, body_radii)
+    anatomy = in_phase(sample_anatomy(rng, shape, spacing, body_radii), phase)
     label = kidney_label_map(rng, anatomy, shape, spacing, settings.tumor_radius_mm)
     return render_ct(label, spacing, anatomy, rng), label, spacing
 
 
-def paint_case(label_image: sitk.Image, index: int = 0, seed: int = 0) -> sitk.Image:
-    """A synthetic CT for a real label map: same grid and header, anatomy fitted around its kidneys."""
+def paint_case(label_image: sitk.Image, index: int = 0, seed: int = 0, phase: str = "arterial") -> sitk.Image:
+    """A synthetic CT for a real label map: same grid and header, anatomy fitted around its kidneys, in contrast
+    `phase`."""
     direction = label_image.GetDirection()
     label = np.ascontiguousarray(to_canonical(sitk.GetArrayViewFromImage(label_image), direction))
     values = np.unique(label)
@@ -106,7 +115,7 @@ def paint_case(label_image: sitk.Image, index: int = 0, seed: int = 0) -> sitk.I
     x_range = (min(b[2].start for b in statistics["bounding_boxes"][1:]) * spacing[2],
                max(b[2].stop for b in statistics["bounding_boxes"][1:]) * spacing[2])
     rng = _case_rng(seed, index)
-    anatomy = fit_anatomy(rng, [KidneyPlacement(c, s) for c, s in zip(centres, sides)], x_range)
+    anatomy = in_phase(fit_anatomy(rng, [KidneyPlacement(c, s) for c, s in zip(centres, sides)], x_range), phase)
     ct = sitk.GetImageFromArray(np.ascontiguousarray(from_canonical(render_ct(label, spacing, anatomy, rng), direction)))
     ct.CopyInformation(label_image)
     return ct
@@ -146,6 +155,7 @@ class SynthJob:
     root: Path
     ending: str
     min_spacing_mm: Optional[float] = None
+    phase: str = "arterial"
 
 
 def coarse_label_map(label: sitk.Image, min_spacing_mm: float) -> sitk.Image:
@@ -162,7 +172,7 @@ def write_case(job: SynthJob) -> str:
     image_path, label_path = case_paths(layout, job.root, job.case_id, job.ending)
     image_path.parent.mkdir(parents=True, exist_ok=True)
     if job.label_file is None:
-        ct, label, spacing = synthesize_case(job.index, job.seed, job.preset)
+        ct, label, spacing = synthesize_case(job.index, job.seed, job.preset, job.phase)
         direction = AXIAL_DIRECTION if layout.name == "roi" else KITS_DIRECTION
         label_image = _image_from_canonical(to_dataset_labels(label, keep_cyst=layout.has_cyst), spacing, direction)
         write_image(_image_from_canonical(ct, spacing, direction), image_path)
@@ -170,7 +180,7 @@ def write_case(job: SynthJob) -> str:
         label_image = read_image(job.label_file)
         if job.min_spacing_mm is not None:
             label_image = coarse_label_map(label_image, job.min_spacing_mm)
-        write_image(paint_case(label_image, job.index, job.seed), image_path)
+        write_image(paint_case(label_image, job.index, job.seed, job.phase), image_path)
         if not layout.has_cyst and np.any(sitk.GetArrayViewFromImage(label_image) == CYST):
             merged = sitk.GetImageFromArray(to_dataset_labels(sitk.GetArrayViewFromImage(label_image), keep_cyst=False))
             merged.CopyInformation(label_image)
@@ -186,15 +196,16 @@ def _case_id_of(label_file: Path) -> str:
 def synthesize(out_dir: PathLike, num_cases: Optional[int] = None, seed: int = 0, preset: str = "tiny",
                layout: str = "roi", labels_from: Optional[Sequence[PathLike]] = None, *,
                file_ending: str = ".nii.gz", overwrite: bool = False, num_processes: int = 1,
-               progress: bool = True, min_spacing_mm: Optional[float] = None) -> Path:
+               progress: bool = True, min_spacing_mm: Optional[float] = None, phase: str = "arterial") -> Path:
     """Write synthetic cases into `out_dir` in `layout` (roi, kits19, kits21, kits23); returns `out_dir`.
 
     Generated geometry: `num_cases` cases (default 4) of `preset`. With `labels_from` (label files or
     folders of them): one painted CT per label file, the first `num_cases` files if given.
     `file_ending` applies to the roi layout (KiTS layouts are .nii.gz). `min_spacing_mm` coarsens the
-    label maps first (see :func:`coarse_label_map`). The folder appears only when complete; an existing
-    one needs `overwrite`.
+    label maps first (see :func:`coarse_label_map`). `phase`: the contrast phase of every CT
+    (:mod:`.contrast_phases`). The folder appears only when complete; an existing one needs `overwrite`.
     """
+    check_phase(phase)
     if min_spacing_mm is not None and not labels_from:
         raise ValueError("min_spacing_mm applies to painted CTs (labels_from) only")
     get_layout(layout)
@@ -212,6 +223,6 @@ def synthesize(out_dir: PathLike, num_cases: Optional[int] = None, seed: int = 0
         raise ValueError("nothing to synthesize: num_cases is 0")
     with staged_folder(out_dir, overwrite, inputs) as staging:
         jobs = [SynthJob(i, name, inputs[i] if inputs else None, seed, preset, layout, staging, file_ending,
-                         min_spacing_mm) for i, name in enumerate(names)]
+                         min_spacing_mm, phase) for i, name in enumerate(names)]
         run_per_case(write_case, jobs, num_processes, "synthesizing", progress)
     return out_dir

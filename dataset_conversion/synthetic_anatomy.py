@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from nnunet_ppm.dataset_conversion.contrast_phases import ARTERIAL_HU
 from nnunet_ppm.dataset_conversion.labels import CYST, KIDNEY, TUMOR
 from nnunet_ppm.dataset_conversion.random_fields import smooth_noise
 
@@ -103,17 +104,20 @@ class Anatomy:
     liver: Ellipsoid
     spleen: Ellipsoid
     tissue: Dict[str, float]
+    phase: str = "arterial"  # contrast phase (:mod:`.contrast_phases`); tumor values follow it when drawn
 
 
 def sample_tissues(rng: np.random.Generator) -> Dict[str, float]:
     """Arterial-phase HU of each tissue, and noise and blur, for one case."""
     u = rng.uniform
-    cortex = u(150, 250)
+    hu = ARTERIAL_HU
+    cortex = u(*hu["cortex"])
     return {
-        "air": -1000.0, "skin": u(20, 40), "fat": u(-110, -85), "muscle": u(40, 60), "bowel": u(20, 45),
-        "gas": u(-950, -800), "liver": u(65, 105), "spleen": u(90, 120), "cortex": cortex,
-        "medulla": max(cortex - u(50, 90), 80.0), "sinus_fat": u(-100, -70), "aorta": u(250, 400),
-        "ivc": u(100, 160), "renal_vein": u(150, 200), "cancellous": u(400, 500), "cortical_bone": u(750, 1000),
+        "air": -1000.0, "skin": u(20, 40), "fat": u(-110, -85), "muscle": u(40, 60), "bowel": u(*hu["bowel"]),
+        "gas": u(-950, -800), "liver": u(*hu["liver"]), "spleen": u(*hu["spleen"]), "cortex": cortex,
+        "medulla": max(cortex - u(50, 90), 80.0), "sinus_fat": u(-100, -70), "aorta": u(*hu["aorta"]),
+        "ivc": u(*hu["ivc"]), "renal_vein": u(*hu["renal_vein"]), "cancellous": u(400, 500),
+        "cortical_bone": u(750, 1000),
         "rib": u(450, 750), "disc": u(80, 100), "csf": u(5, 15), "cyst": u(0, 20),
         "noise_sigma": u(10, 25), "blur_in_plane": u(0.5, 0.8), "blur_slices": u(0.35, 0.6),
     }

@@ -15,6 +15,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
+from nnunet_ppm.dataset_conversion.contrast_phases import ARTERIAL_HU, phase_value
 from nnunet_ppm.dataset_conversion.labels import CYST, KIDNEY, TUMOR
 from nnunet_ppm.dataset_conversion.random_fields import smooth_noise
 from nnunet_ppm.dataset_conversion.roi import kidney_map
@@ -200,7 +201,8 @@ def _lesions(hu, spacing, label: np.ndarray, anatomy: Anatomy, rng) -> None:
         slices = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in bounds)
         inside = tumors[slices] == index
         kind = rng.choice(["hyper", "iso", "hypo"], p=[0.5, 0.3, 0.2])
-        base = {"hyper": rng.uniform(170, 260), "iso": rng.uniform(120, 180), "hypo": rng.uniform(60, 110)}[kind]
+        drawn = {k: rng.uniform(*ARTERIAL_HU[f"tumor_{k}"]) for k in ("hyper", "iso", "hypo")}  # all three, always
+        base = phase_value(drawn[kind], f"tumor_{kind}", anatomy.phase)
         texture = smooth_noise(rng, inside.shape, spacing, rng.uniform(3, 6))
         values = base + rng.uniform(20, 45) * texture
         depth = ndimage.distance_transform_edt(inside, sampling=spacing)

@@ -65,6 +65,8 @@ def test_roi_conversion_holds_out_whole_cts_the_whole_ct_conversion_holds_out(ki
         assert case_ids(folder / "labelsTs") == held_out
         assert case_ids(folder / "imagesTs") == [f"{case}_0000" for case in held_out]
         assert nnunet_ppm_section(folder)["test_patients"] == held_out
+    assert nnunet_ppm_section(roi)["roi_orientation"] == "IPL", "KiTS files: index axes point inferior, posterior, left"
+    assert nnunet_ppm_section(whole)["roi_orientation"] is None
 
     for case in held_out:
         source_ct = sitk.ReadImage(str(source / "dataset" / case / "imaging.nii.gz"))

@@ -121,3 +121,19 @@ def test_painted_cysts_become_kidney_only_where_the_layout_has_no_cyst(tmp_path)
         out = synthesize(tmp_path / layout, labels_from=[tmp_path / "case_00400.nii.gz"], layout=layout, progress=False)
         written = sitk.GetArrayFromImage(sitk.ReadImage(str(case_paths(get_layout(layout), out, "case_00400")[1])))
         assert np.array_equal(written, label if layout == "kits23" else np.where(label == CYST, KIDNEY, label))
+
+
+def test_other_contrast_phases_keep_the_anatomy_and_move_the_enhancing_tissues():
+    arterial_ct, label, _ = synthesize_case(3, seed=7)
+    assert np.array_equal(synthesize_case(3, seed=7, phase="arterial")[0], arterial_ct), "the default phase"
+    parenchyma = label == KIDNEY
+    medians = {"arterial": float(np.median(arterial_ct[parenchyma]))}
+    for phase in ("venous", "non-contrast"):
+        ct, same_label, _ = synthesize_case(3, seed=7, phase=phase)
+        assert np.array_equal(same_label, label), f"{phase}: the same anatomy"
+        medians[phase] = float(np.median(ct[parenchyma]))
+        fat = (arterial_ct < -60) & (label == 0)
+        assert abs(float(np.median(ct[fat])) - float(np.median(arterial_ct[fat]))) < 3, f"{phase}: fat unchanged"
+    assert medians["non-contrast"] < 60 < medians["venous"], medians
+    with pytest.raises(ValueError, match="unknown contrast phase"):
+        synthesize_case(3, seed=7, phase="delayed")

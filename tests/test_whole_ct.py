@@ -19,7 +19,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_ppm.dataset_conversion.convert import convert_dataset
-from nnunet_ppm.dataset_conversion.orientation import slice_axis
+from nnunet_ppm.dataset_conversion.orientation import orientation_code, slice_axis
 from nnunet_ppm.dataset_conversion.roi import Length, RoiWindow, box_overlap, kidney_sides, roi_box
 from nnunet_ppm.dataset_conversion.synthesize import synthesize
 from nnunet_ppm.localization.atlas_localizer import AtlasLocalizer
@@ -42,10 +42,11 @@ ITERATIONS = 20  # affine iterations per level: enough here, and quick
 SEED = 3
 
 
-def painted_dataset(labels_dir, case_ids, root, dataset_id, seed=0):
+def painted_dataset(labels_dir, case_ids, root, dataset_id, seed=0, phase="arterial"):
     """CTs painted onto the label maps of `case_ids` coarsened to >= 3 mm, converted (whole CTs) under root."""
     source = synthesize(root / f"source_{dataset_id}", seed=seed, layout="kits19", min_spacing_mm=3.0,
-                        labels_from=[labels_dir / f"{case}.nii.gz" for case in case_ids], progress=False)
+                        labels_from=[labels_dir / f"{case}.nii.gz" for case in case_ids], progress=False,
+                        phase=phase)
     return convert_dataset(source, dataset_id, layout="kits19", raw_dir=root / "nnUNet_raw", progress=False)
 
 
@@ -145,6 +146,23 @@ def test_a_scan_with_one_kidney_finds_it_whole(whole_cts, kits19_labels_dir):
     localization = localizer.locate(ct)
     held = _held(localization, ct, sitk.ReadImage(str(target / "labelsTr" / f"{TARGET_CASES[1]}.nii.gz")))
     assert list(held) == ["right"] and held["right"].found and held["right"].fraction >= 0.99, localization.notes
+
+
+@pytest.mark.parametrize("phase", ["venous", "non-contrast"])
+def test_ct_of_another_contrast_phase_keeps_both_kidneys_and_says_when_they_are_unenhanced(whole_cts,
+                                                                                         kits19_labels_dir, phase):
+    """The first target CT painted in another phase, localised with the arterial atlases: no mass runs away, no
+    kidney is lost (its ROI holds >= 99% of it), and a non-contrast CT is flagged."""
+    target = painted_dataset(kits19_labels_dir, TARGET_CASES[:1], whole_cts.root, 915 + ("venous", "non-contrast")
+                             .index(phase), seed=1, phase=phase)
+    ct = ct_cases(target / "imagesTr")[0]
+    localizer = AtlasLocalizer(load_atlases(whole_cts.atlases), RegistrationSettings(affine_iterations=ITERATIONS))
+    localization = localizer.locate(ct)
+    held = _held(localization, ct, sitk.ReadImage(str(target / "labelsTr" / f"{TARGET_CASES[0]}.nii.gz")))
+    assert sorted(held) == ["left", "right"], localization.notes
+    assert all(r.found and r.fraction >= 0.99 for r in held.values()), (held, localization.notes)
+    unenhanced = [note for note in localization.notes if "unenhanced" in note]
+    assert len(unenhanced) == (2 if phase == "non-contrast" else 0), localization.notes
 
 
 def _localised_with_itk_threads(localizer, ct, threads):
@@ -308,6 +326,43 @@ def test_predict_ct_takes_a_dicom_study_and_names_the_label_map_by_the_series(wh
     listing = json.loads((out / "dicom_series.json").read_text())
     assert list(listing["dicom_series"]) == [series_id]
     assert [entry["folder"] for entry in listing["skipped_series"]] == ["scout"]
+
+
+def _box_in(box, image, other):
+    """`box` (array order, half-open) of `image` as the box of the same voxels in `other` (permuted, flipped)."""
+    corners = [(x, y, z) for z in box[0] for y in box[1] for x in box[2]]
+    indices = np.array([other.TransformPhysicalPointToIndex(image.TransformIndexToPhysicalPoint(
+        (x - (x == box[2][1]), y - (y == box[1][1]), z - (z == box[0][1])))) for x, y, z in corners])[:, ::-1]
+    return [[int(indices[:, a].min()), int(indices[:, a].max()) + 1] for a in range(3)]
+
+
+def test_predict_ct_gives_the_same_labels_for_the_ct_stored_in_other_orientations(whole_cts, localized,
+                                                                                 predict_ct_run, tiny_dataset):
+    """The first CT stored axial LPS, axial RAS and sagittal first, with the same kidney boxes: every ROI is
+    brought to the orientation of the model's training ROIs and back, so the label maps agree (Dice >= 0.99;
+    the ROI window's centre may round to the next voxel when an axis is flipped)."""
+    case = TARGET_CASES[0]
+    ct = sitk.ReadImage(str(whole_cts.images / f"{case}_0000.nii.gz"))
+    reference = _array(predict_ct_run.out / f"{case}.nii.gz") > 0
+    report = json.loads(localized.path.read_text())
+    for code in ("LPS", "RAS", "SLP"):
+        other = sitk.DICOMOrient(ct, code)
+        folder = predict_ct_run.root / f"orientation_{code}"
+        (folder / "cts").mkdir(parents=True)
+        sitk.WriteImage(other, str(folder / "cts" / f"{case}_0000.nii.gz"))
+        entry = json.loads(json.dumps(report["cases"][case]))
+        for kidney in entry["kidneys"]:
+            kidney["kidney_box"] = _box_in(kidney["kidney_box"], ct, other)
+        (folder / "boxes.json").write_text(json.dumps({**report, "cases": {case: entry}}))
+        args = list(predict_ct_run.args)
+        args[args.index("-i") + 1], args[args.index("--boxes") + 1] = folder / "cts", folder / "boxes.json"
+        run_command([*args, "-o", folder / "out"], tiny_dataset.env)
+        labels = sitk.DICOMOrient(sitk.ReadImage(str(folder / "out" / f"{case}.nii.gz")),
+                                  orientation_code(ct.GetDirection()))
+        assert labels.GetOrigin() == pytest.approx(ct.GetOrigin()) and labels.GetSize() == ct.GetSize()
+        foreground = sitk.GetArrayFromImage(labels) > 0
+        dice = 2 * np.count_nonzero(foreground & reference) / (foreground.sum() + reference.sum())
+        assert dice >= 0.99, (code, dice)
 
 
 def test_an_exported_pipeline_installed_elsewhere_predicts_the_same_labels(whole_cts, predict_ct_run, tiny_dataset):

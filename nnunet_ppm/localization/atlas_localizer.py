@@ -22,8 +22,10 @@ shows the kidney (:func:`kidney_box`):
   a neighbour), then by ATLAS_MARGIN_MM (five low-resolution voxels:
   registered atlases put a kidney up to that far off).
 
-The notes say which rule gave each box, and each edge of the scan that a box
-reaches before its margin (a scan that ends inside a kidney: the box is
+The notes say which rule gave each box, when a kidney looks unenhanced (a
+non-contrast CT: the ROI model was trained on arterial-phase CTs; no mass is
+found there, so its box comes from the atlases), and each edge of the scan
+that a box reaches before its margin (a scan that ends inside a kidney: the box is
 clipped to the scan and the kidney may be cut off). An atlas that fails to
 register is left out and named in the notes.
 
@@ -57,6 +59,7 @@ from nnunet_ppm.localization.registration import (RegistrationError, Registratio
 ATLAS_MARGIN_MM = 20.0
 MASS_MARGIN_MM = 5.0
 MIN_ATLAS_SHARE = 0.1
+UNENHANCED_HU = 60.0
 
 
 def region_box(region: np.ndarray, grid: sitk.Image, image: sitk.Image) -> Box:
@@ -117,6 +120,18 @@ def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search
                               in zip(atlas_box, grown))
     return KidneyBox(grow_box(atlas_box, ATLAS_MARGIN_MM, spacing, shape), atlas_box,
                      "the atlases (no enhancing kidney mass confirmed)")
+
+
+def unenhanced_note(side: str, box: Box, ct: sitk.Image) -> List[str]:
+    """A note when the middle third of a kidney's box (before its margin) is unenhanced (median below
+    UNENHANCED_HU; arterial-phase kidneys, tumors included, measured 90-180 HU there, non-contrast 20-40 on the
+    painted CTs): the CT is not in the arterial phase the ROI model was trained on."""
+    core = tuple(slice(start + (stop - start) // 3, stop - (stop - start) // 3) for start, stop in box)
+    median = float(np.median(sitk.GetArrayViewFromImage(ct)[core]))
+    if median >= UNENHANCED_HU:
+        return []
+    return [f"{side} kidney: median {median:.0f} HU in the middle of its box, unenhanced: this CT is not in the "
+            f"arterial phase the model was trained on; check its labels"]
 
 
 def register_and_warp(job: Tuple[RegistrationTarget, Atlas, RegistrationSettings]) -> Tuple[Optional[np.ndarray], str]:
@@ -192,4 +207,5 @@ class AtlasLocalizer(KidneyLocalizer):
             notes.append(f"{fused.side} kidney: {fused.supporters} of {len(warped)} atlases agree"
                          + (" (no majority; weak consensus)" if fused.weak else "") + f"; box from {found.source}")
             notes += edge_notes(fused.side, found.found, ct.image)
+            notes += unenhanced_note(fused.side, found.found, ct.image)
         return kidneys, notes

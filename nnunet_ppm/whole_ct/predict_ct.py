@@ -23,12 +23,21 @@ from tqdm import tqdm
 
 from nnunet_ppm.atomic_io import atomic_output, write_text_atomic
 from nnunet_ppm.dataset_conversion.image_files import write_image
+from nnunet_ppm.dataset_conversion.orientation import orientation_code
 from nnunet_ppm.dataset_conversion.output_folder import scratch_folder
 from nnunet_ppm.dataset_conversion.roi import RoiWindow, parse_in_plane_size, parse_length
 from nnunet_ppm.evaluation.labels import scheme_from_labels
 from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, Localization
 from nnunet_ppm.whole_ct.report import write_report
-from nnunet_ppm.whole_ct.rois import CtRoi, check_roi_prediction, paste_rois, rois_for, volumes_ml, write_roi_images
+from nnunet_ppm.whole_ct.rois import (CtRoi, check_roi_prediction, paste_rois, reoriented, rois_for, volumes_ml,
+                                      write_roi_images)
+
+
+def roi_orientation_of(model_folder: Path) -> Optional[str]:
+    """The orientation code of the model's training ROIs (its dataset.json; None: not recorded, ROIs are then
+    predicted in each CT's own orientation)."""
+    description = json.loads((Path(model_folder) / "dataset.json").read_text(encoding="utf-8"))
+    return (description.get("nnunet_ppm") or {}).get("roi_orientation")
 
 
 def roi_window_of(model_folder: Path, roi_size: Optional[str] = None, roi_margin: Optional[str] = None) -> RoiWindow:
@@ -58,15 +67,16 @@ class CtRecord:
 
 
 def localise_and_crop(cases: Sequence[CtCase], localizer: KidneyLocalizer, window: RoiWindow, roi_folder: Path,
-                      roi_ending: str, progress: bool = True) -> List[CtRecord]:
-    """Step 1: find each CT's kidneys and write its ROI crops into `roi_folder` (nnU-Net input naming)."""
+                      roi_ending: str, progress: bool = True, orientation: Optional[str] = None) -> List[CtRecord]:
+    """Step 1: find each CT's kidneys and write its ROI crops into `roi_folder` (nnU-Net input naming), in
+    `orientation` (the model's)."""
     records = []
     try:
         for ct in tqdm(cases, desc="localising and cropping", unit="CT", disable=not progress):
             localization = localizer.locate(ct)
             start = time.perf_counter()
             rois = rois_for(localization, ct.image, window)
-            write_roi_images(ct.image, rois, roi_folder, roi_ending)
+            write_roi_images(ct.image, rois, roi_folder, roi_ending, orientation)
             records.append(CtRecord(ct, localization, rois, {"localization": round(localization.seconds, 3),
                                                              "cropping": round(time.perf_counter() - start, 3)}))
             del ct.image  # read again when pasting; holding every CT would fill the memory
@@ -93,7 +103,8 @@ def paste_and_write(record: CtRecord, prediction_folder: Path, roi_ending: str, 
     shape, spacing = sitk.GetArrayViewFromImage(ct).shape, ct.GetSpacing()[::-1]
     predictions = []
     for roi in record.rois:
-        prediction = sitk.ReadImage(str(prediction_folder / f"{roi.roi_case}{roi_ending}"))
+        prediction = reoriented(sitk.ReadImage(str(prediction_folder / f"{roi.roi_case}{roi_ending}")),
+                                orientation_code(ct.GetDirection()))  # back from the model's orientation
         check_roi_prediction(prediction, roi, ct)
         predictions.append(sitk.GetArrayFromImage(prediction))
     labels, owner = paste_rois(shape, spacing, record.rois, predictions)
@@ -133,7 +144,7 @@ def roi_manifest(records: Sequence[CtRecord]) -> List[dict]:
 def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, window: RoiWindow,
                       predict_rois: Callable[[Path, Path], None], out: Path, roi_ending: str, label_names: dict,
                       about: dict, keep_rois: bool = False, progress: bool = True, dicom_seg: bool = False,
-                      report: bool = True) -> List[dict]:
+                      report: bool = True, orientation: Optional[str] = None) -> List[dict]:
     """All steps for `cases`; returns the report of each CT (what OUT/<case>.json holds).
 
     Args:
@@ -145,6 +156,8 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
         keep_rois: keep crops, predictions and roi_manifest.json in OUT/rois (replacing an older one).
         dicom_seg: also write a DICOM Segmentation of each CT read from DICOM (OUT/<case>_seg.dcm).
         report: also write each CT's report (OUT/<case>_report.md and .png, :mod:`.report`).
+        orientation: the orientation code of the model's training ROIs (:func:`roi_orientation_of`); every ROI is
+            predicted in it and its labels brought back to the CT's orientation.
 
     The crops and predictions live in a hidden folder of `out` that is removed at the end (or becomes
     OUT/rois); that of a killed run is removed by the next run into `out`. Every output file is written
@@ -154,7 +167,7 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
     with scratch_folder(out / "rois") as staging:
         images, predictions = staging / "images", staging / "predictions"
         images.mkdir()
-        records = localise_and_crop(cases, localizer, window, images, roi_ending, progress)
+        records = localise_and_crop(cases, localizer, window, images, roi_ending, progress, orientation)
         if any(record.rois for record in records):
             start = time.perf_counter()
             predict_rois(images, predictions)

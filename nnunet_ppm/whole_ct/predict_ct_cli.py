@@ -37,7 +37,7 @@ from nnunet_ppm.inference.paper_recipe import resolve_prediction_arguments
 from nnunet_ppm.atomic_io import write_text_atomic
 from nnunet_ppm.localization.localizer import read_ct_folder
 from nnunet_ppm.localization.localizer_options import add_localizer_arguments, localizer_from_args
-from nnunet_ppm.whole_ct.predict_ct import predict_whole_cts, roi_window_of
+from nnunet_ppm.whole_ct.predict_ct import predict_whole_cts, roi_orientation_of, roi_window_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"no trained model in {model_folder} (check -d, -tr, -p, -c and nnUNet_results)")
         args = resolve_prediction_arguments(args, model_folder)
         window = roi_window_of(model_folder, args.roi_size, args.roi_margin)
+        orientation = roi_orientation_of(model_folder)
         dataset_json = json.loads((model_folder / "dataset.json").read_text(encoding="utf-8"))
         inputs = read_ct_folder(Path(args.i))
         if args.dicom_seg:
@@ -106,10 +107,11 @@ def run(args: argparse.Namespace) -> int:
             cases = [case for case in cases if not _done(out, case.case_id)]
         localizer = localizer_from_args(args, torch.device(args.device))
         about = {"model": str(model_folder), "folds": [str(f) for f in args.f], "paper": args.paper,
-                 "aggregation": args.aggregation, "roi_window": window.describe(), "localizer": localizer.describe()}
+                 "aggregation": args.aggregation, "roi_window": window.describe(), "roi_orientation": orientation,
+                 "localizer": localizer.describe()}
         reports = predict_whole_cts(cases, localizer, window, functools.partial(_predict_rois, args), out,
                                     dataset_json["file_ending"], dataset_json["labels"], about, args.keep_rois,
-                                    not args.disable_progress_bar, args.dicom_seg, not args.no_report)
+                                    not args.disable_progress_bar, args.dicom_seg, not args.no_report, orientation)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"nnunet_ppm predict-ct: {error}")
     print("\n".join(_volumes_line(report) for report in reports))

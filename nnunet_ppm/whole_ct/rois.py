@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ppm.dataset_conversion.image_files import write_image
+from nnunet_ppm.dataset_conversion.orientation import orientation_code
 from nnunet_ppm.dataset_conversion.roi import CT_PAD_VALUE, Box, RoiWindow, box_overlap, crop_image, roi_box
 from nnunet_ppm.localization.localizer import Localization
 
@@ -60,10 +61,22 @@ def rois_for(localization: Localization, ct: sitk.Image, window: RoiWindow) -> L
     return rois
 
 
-def write_roi_images(ct: sitk.Image, rois: Sequence[CtRoi], folder: Path, file_ending: str = ".nii.gz") -> None:
-    """Crop the CT to each ROI (padding -1024 HU) as ``folder/<roi_case>_0000<ending>``, nnU-Net's naming."""
+def reoriented(image: sitk.Image, code: Optional[str]) -> sitk.Image:
+    """`image` with its axes permuted and flipped (no resampling) to orientation `code` ("LPS", "IPL", ...);
+    unchanged when `code` is None or already its orientation."""
+    if code is None or orientation_code(image.GetDirection()) == code:
+        return image
+    return sitk.DICOMOrient(image, code)
+
+
+def write_roi_images(ct: sitk.Image, rois: Sequence[CtRoi], folder: Path, file_ending: str = ".nii.gz",
+                     orientation: Optional[str] = None) -> None:
+    """Crop the CT to each ROI (padding -1024 HU) as ``folder/<roi_case>_0000<ending>``, nnU-Net's naming, in
+    `orientation` (the model's training ROIs'; None: the CT's). nnU-Net never reorients: a model sees its
+    arrays as stored."""
     for roi in rois:
-        write_image(crop_image(ct, roi.box, CT_PAD_VALUE), folder / f"{roi.roi_case}_0000{file_ending}")
+        crop = reoriented(crop_image(ct, roi.box, CT_PAD_VALUE), orientation)
+        write_image(crop, folder / f"{roi.roi_case}_0000{file_ending}")
 
 
 def check_roi_prediction(prediction: sitk.Image, roi: CtRoi, ct: sitk.Image) -> None:
