@@ -264,7 +264,9 @@ def test_predict_ct_pastes_the_roi_predictions_back_exactly_and_reports_a_ct_wit
         box = tuple(tuple(axis) for axis in roi["box"])
         assert box == roi_box(tuple(tuple(a) for a in roi["kidney_box"]), ct.GetSpacing()[::-1], ct.GetDirection(),
                               WINDOW)[0], "the window of convert --roi"
-        prediction = _array(out / "rois" / "predictions" / f"{roi['roi_case']}.nii.gz")
+        prediction = sitk.GetArrayFromImage(sitk.DICOMOrient(  # kept as the model saw it: in its orientation
+            sitk.ReadImage(str(out / "rois" / "predictions" / f"{roi['roi_case']}.nii.gz")),
+            orientation_code(ct.GetDirection())))
         in_image = np.zeros(pasted.shape, bool)
         image_slices, box_slices = box_overlap(box, pasted.shape)
         in_image[image_slices] = True

@@ -21,7 +21,8 @@
 
 -i is the folder of whole CTs and -o the output folder. -num_parts / -part_id split the CTs;
 --continue_prediction skips CTs whose outputs exist; --keep-rois keeps the ROI crops and
-predictions in OUT/rois (with --save_probabilities, their probabilities too).
+predictions in OUT/rois as the model saw them, in its training orientation (with
+--save_probabilities, their probabilities too).
 """
 import argparse
 import functools
