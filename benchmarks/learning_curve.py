@@ -31,6 +31,16 @@ Table-I-style rows). Prediction time per held-out CT is measured per cell on
 the same machine (the command's wall time over the CTs, plus the ROI cells'
 share of localisation).
 
+Cost on the CPU here (2 cores, 2026-12-02, under load 4-5): at --spacing 2 the
+whole-CT nnU-Net plan (patch 96x160x160, batch 2) took 995 s for its first
+timing epoch of 4 iterations, and each held-out whole CT is 8 sliding-window
+tiles per checkpoint: 5 checkpoints x 30 CTs do not fit in a session. At
+--spacing 4 (patch 112x112x96, batch 4; one tile per CT; the ROI plans
+28x28x36) the run is being recorded over sessions (`--spacing 4 --work
+/work/lc4`); a GPU takes the default 2 mm. The cells train one after the other
+and a killed run resumes at the first cell without checkpoint_final.pth (that
+cell starts again; its timing run too, if it was the one killed).
+
 Everything lives in --work and is reused by a rerun (WORK/budget.json pins the
 budget: another --minutes needs another --work). Results: WORK/curve.json,
 WORK/learning_curve.png; --record appends the tables to benchmarks/RESULTS.md
