@@ -248,3 +248,14 @@ def test_edge_notes_name_the_anatomical_edges_a_kidney_box_reaches():
     kits = _image((30, 40, 50), direction=KITS_DIRECTION)  # array axis 0 runs right -> left, axis 2 superior -> inferior
     assert [note.split("'s ")[1].split(" edge")[0] for note in edge_notes("left", ((20, 30), (5, 9), (40, 50)), kits)] \
         == ["left", "lower"]
+
+
+def test_on_a_ct_coarser_than_the_opening_the_kidney_box_comes_from_the_atlases():
+    shape = (40, 120, 120)
+    ct = np.full(shape, -100, np.int16)
+    ct[_mask(shape, ((10, 30), (40, 70), (40, 70)))] = 200
+    image = sitk.GetImageFromArray(ct)
+    image.SetSpacing((1.0, 1.0, 5.0))  # 5 mm slices: a 4 mm ball is less than a voxel
+    region = ((4, 36), (26, 90), (30, 84))
+    fused = FusedKidney("right", _mask(shape, ((12, 28), (45, 65), (45, 65))), _mask(shape, region), 8, 0.5, False)
+    assert kidney_box(image, fused, image, mass_search_mm=40).source.startswith("the atlases")

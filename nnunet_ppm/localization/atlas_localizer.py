@@ -17,7 +17,8 @@ shows the kidney (:func:`kidney_box`):
   size of the kidney, so its ROI is the ROI window; only a kidney or tumor
   that reaches beyond the window enlarges it;
 * otherwise (no mass, a mass that leaked into a neighbour, a mass elsewhere,
-  or the mass search turned off) the atlas box, grown to hold the mass an
+  a CT coarser than OPENINGS_MM[0] along some axis, where the opening cannot
+  cut the kidney from its vessels, or the mass search turned off) the atlas box, grown to hold the mass an
   unclosed search finds around it (a large tumor whose closed mass leaked into
   a neighbour), then by ATLAS_MARGIN_MM (five low-resolution voxels:
   registered atlases put a kidney up to that far off).
@@ -51,7 +52,7 @@ from nnunet_ppm.dataset_conversion.roi import Box
 from nnunet_ppm.localization.atlas_set import Atlas, AtlasSet
 from nnunet_ppm.localization.fusion import fuse_kidneys
 from nnunet_ppm.localization.fusion import FusedKidney
-from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM, kidney_mass_box
+from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM, OPENINGS_MM, kidney_mass_box
 from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney, edge_notes, grow_box
 from nnunet_ppm.localization.registration import (RegistrationError, RegistrationSettings, RegistrationTarget,
                                                   register_atlas, warp_sides)
@@ -109,7 +110,10 @@ def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search
     spacing, shape = ct.GetSpacing()[::-1], ct.GetSize()[::-1]
     atlas_box = region_box(fused.region, grid, ct)
     if mass_search_mm:
-        mass = kidney_mass_box(ct, atlas_box, mass_search_mm)
+        # the closing and opening need a ball of at least one voxel: on coarser CTs the kidney cannot be told
+        # from the vessels beside it, and the atlas rule below applies
+        resolved = max(spacing) <= OPENINGS_MM[0]
+        mass = kidney_mass_box(ct, atlas_box, mass_search_mm) if resolved else None
         atlas_kidney = region_box(fused.majority, grid, ct) if fused.majority.any() else atlas_box
         if mass is not None and share_inside(atlas_kidney, mass) >= MIN_ATLAS_SHARE:
             return KidneyBox(grow_box(mass, MASS_MARGIN_MM, spacing, shape), mass,
