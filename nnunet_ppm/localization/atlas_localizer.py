@@ -10,24 +10,26 @@ beyond every atlas kidney. So the kidney's box comes from the CT where the CT
 shows the kidney (:func:`kidney_box`):
 
 * the enhancing mass the kidney belongs to (:mod:`.kidney_mass`, searched
-  from the atlas box) is the kidney when the atlases' majority-vote kidney lies
-  mostly (MIN_ATLAS_SHARE) inside the mass's bounding box: the box is then the
+  from the atlas box) is the kidney when the atlases' majority-vote kidney
+  touches it (at least MIN_ATLAS_SHARE of its box inside the mass's bounding
+  box; affine registration shifts it by 10-30 mm): the box is then the
   mass's, grown by MASS_MARGIN_MM for the rim the enhancement misses
   (non-enhancing tumor, partial voxels). A kidney without tumor gets a box the
   size of the kidney, so its ROI is the ROI window; only a kidney or tumor
   that reaches beyond the window enlarges it;
 * otherwise (no mass, a mass that leaked into a neighbour, a mass elsewhere,
   a CT coarser than OPENINGS_MM[0] along some axis, where the opening cannot
-  cut the kidney from its vessels, or the mass search turned off) the atlas box, grown to hold the mass an
-  unclosed search finds around it (a large tumor whose closed mass leaked into
-  a neighbour), then by ATLAS_MARGIN_MM (five low-resolution voxels:
-  registered atlases put a kidney up to that far off).
+  cut the kidney from its vessels, or the mass search turned off) the atlas
+  box, grown to hold the mass an unclosed search finds around it (a large
+  tumor whose closed mass leaked into a neighbour), then by ATLAS_MARGIN_MM
+  (five low-resolution voxels: registered atlases put a kidney up to that far
+  off).
 
 The notes say which rule gave each box, when a kidney looks unenhanced (a
 non-contrast CT: the ROI model was trained on arterial-phase CTs; no mass is
 found there, so its box comes from the atlases), and each edge of the scan
-that a box reaches before its margin (a scan that ends inside a kidney: the box is
-clipped to the scan and the kidney may be cut off). An atlas that fails to
+that a box reaches before its margin (a scan that ends inside a kidney: the
+box is clipped to the scan and the kidney may be cut off). An atlas that fails to
 register is left out and named in the notes.
 
 The same CT, atlases and settings give the same boxes, labels and
@@ -50,8 +52,7 @@ import SimpleITK as sitk
 
 from nnunet_ppm.dataset_conversion.roi import Box
 from nnunet_ppm.localization.atlas_set import Atlas, AtlasSet
-from nnunet_ppm.localization.fusion import fuse_kidneys
-from nnunet_ppm.localization.fusion import FusedKidney
+from nnunet_ppm.localization.fusion import FusedKidney, fuse_kidneys
 from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM, OPENINGS_MM, kidney_mass_box
 from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney, edge_notes, grow_box
 from nnunet_ppm.localization.registration import (RegistrationError, RegistrationSettings, RegistrationTarget,

@@ -94,9 +94,9 @@ def share_prediction_time(records: Sequence[CtRecord], seconds: float) -> None:
 
 
 def paste_and_write(record: CtRecord, prediction_folder: Path, roi_ending: str, out: Path, label_names: dict,
-                    about: dict, dicom_seg: bool = False, report: bool = True) -> dict:
+                    about: dict, dicom_seg: bool = False, with_report: bool = True) -> dict:
     """Step 3: paste the ROI predictions into the CT's geometry; write OUT/<case>.<ending> and OUT/<case>.json
-    (with `report`, OUT/<case>_report.md and .png: :mod:`.report`; with `dicom_seg`, for a CT read from DICOM,
+    (with `with_report`, OUT/<case>_report.md and .png: :mod:`.report`; with `dicom_seg`, for a CT read from DICOM,
     OUT/<case>_seg.dcm: :mod:`.dicom_seg`)."""
     start = time.perf_counter()
     ct = record.ct.image
@@ -114,7 +114,7 @@ def paste_and_write(record: CtRecord, prediction_folder: Path, roi_ending: str, 
         write_image(label_image, temporary)
     written = {}
     volumes = volumes_ml(labels, owner, record.rois, spacing, label_names)
-    if report:
+    if with_report:
         written["tumors"] = write_report(record.ct.case_id, ct, label_image, owner, record.rois, volumes,
                                          record.localization.notes, scheme_from_labels(label_names), out)
         written["report"] = [f"{record.ct.case_id}_report.md", f"{record.ct.case_id}_report.png"]
@@ -144,7 +144,7 @@ def roi_manifest(records: Sequence[CtRecord]) -> List[dict]:
 def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, window: RoiWindow,
                       predict_rois: Callable[[Path, Path], None], out: Path, roi_ending: str, label_names: dict,
                       about: dict, keep_rois: bool = False, progress: bool = True, dicom_seg: bool = False,
-                      report: bool = True, orientation: Optional[str] = None) -> List[dict]:
+                      with_report: bool = True, orientation: Optional[str] = None) -> List[dict]:
     """All steps for `cases`; returns the report of each CT (what OUT/<case>.json holds).
 
     Args:
@@ -155,7 +155,7 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
         about: model and settings, copied into every report.
         keep_rois: keep crops, predictions and roi_manifest.json in OUT/rois (replacing an older one).
         dicom_seg: also write a DICOM Segmentation of each CT read from DICOM (OUT/<case>_seg.dcm).
-        report: also write each CT's report (OUT/<case>_report.md and .png, :mod:`.report`).
+        with_report: also write each CT's report (OUT/<case>_report.md and .png, :mod:`.report`).
         orientation: the orientation code of the model's training ROIs (:func:`roi_orientation_of`); every ROI is
             predicted in it and its labels brought back to the CT's orientation.
 
@@ -172,7 +172,7 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
             start = time.perf_counter()
             predict_rois(images, predictions)
             share_prediction_time(records, time.perf_counter() - start)
-        reports = [paste_and_write(record, predictions, roi_ending, out, label_names, about, dicom_seg, report)
+        reports = [paste_and_write(record, predictions, roi_ending, out, label_names, about, dicom_seg, with_report)
                    for record in tqdm(records, desc="pasting back", unit="CT", disable=not progress)]
         if keep_rois:
             write_text_atomic(staging / "roi_manifest.json", json.dumps(roi_manifest(records), indent=1) + "\n")
