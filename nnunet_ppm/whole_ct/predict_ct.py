@@ -27,6 +27,7 @@ from nnunet_ppm.dataset_conversion.orientation import orientation_code
 from nnunet_ppm.dataset_conversion.output_folder import scratch_folder
 from nnunet_ppm.dataset_conversion.roi import RoiWindow, parse_in_plane_size, parse_length
 from nnunet_ppm.evaluation.labels import scheme_from_labels
+from nnunet_ppm.evaluation.scope import conversion_record
 from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, Localization
 from nnunet_ppm.whole_ct.report import write_report
 from nnunet_ppm.whole_ct.rois import (CtRoi, check_roi_prediction, paste_rois, reoriented, rois_for, volumes_ml,
@@ -36,14 +37,12 @@ from nnunet_ppm.whole_ct.rois import (CtRoi, check_roi_prediction, paste_rois, r
 def roi_orientation_of(model_folder: Path) -> Optional[str]:
     """The orientation code of the model's training ROIs (its dataset.json; None: not recorded, ROIs are then
     predicted in each CT's own orientation)."""
-    description = json.loads((Path(model_folder) / "dataset.json").read_text(encoding="utf-8"))
-    return (description.get("nnunet_ppm") or {}).get("roi_orientation")
+    return (conversion_record(Path(model_folder) / "dataset.json") or {}).get("roi_orientation")
 
 
 def roi_window_of(model_folder: Path, roi_size: Optional[str] = None, roi_margin: Optional[str] = None) -> RoiWindow:
     """The ROI window the model was trained with (its dataset.json), or the one given; both given win."""
-    description = json.loads((Path(model_folder) / "dataset.json").read_text(encoding="utf-8"))
-    recorded = (description.get("nnunet_ppm") or {}).get("roi")
+    recorded = (conversion_record(Path(model_folder) / "dataset.json") or {}).get("roi")
     if recorded is None and (roi_size is None or roi_margin is None):
         raise ValueError(f"{model_folder}/dataset.json does not record an ROI window (the model was not trained "
                          f"on `nnunet_ppm convert --roi` output); give --roi-size and --roi-margin")
