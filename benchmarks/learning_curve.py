@@ -117,10 +117,9 @@ def painted_label_maps(train_cases: int, test_cases: int, seed: int) -> List[Pat
 def evaluate(experiment: Experiment, datasets: Datasets, predictions: Path) -> Dict[str, float]:
     """Mean kidney, tumor and kidney+tumor Dice of a prediction folder (`nnunet_ppm evaluate`; reused)."""
     scores = predictions.parent / f"{predictions.name}_scores"
-    if not (scores / "metrics_per_case.csv").is_file():
-        experiment.steps.run(f"score {predictions.parent.name} {predictions.name}",
-                             ["nnunet_ppm", "evaluate", "-ref", datasets.test_labels, "-pred", predictions, "-o", scores,
-                              "-dj", datasets.whole_ct / "dataset.json"])
+    experiment.run_step(f"score {predictions.parent.name} {predictions.name}",
+                        ["nnunet_ppm", "evaluate", "-ref", datasets.test_labels, "-pred", predictions, "-o", scores,
+                         "-dj", datasets.whole_ct / "dataset.json"], scores / "metrics_per_case.csv")
     rows = list(csv.DictReader(open(scores / "metrics_per_case.csv", encoding="utf-8")))
     return {structure: statistics.fmean(float(row[f"{structure}_dice"]) for row in rows)
             for structure in ("kidney", "tumor", "kidney_tumor")}
