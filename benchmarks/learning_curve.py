@@ -19,11 +19,15 @@ the training CTs -> five cells, each trained for --minutes:
 Equal time, reproducibly: each cell's seconds per training iteration are
 measured first (`nnUNetv2_train -tr PPMTrainerBenchmark_3epochs_4its` /
 `nnUNetTrainerBenchmark_3epochs_4its` on its own data and plans; median of
-epochs 2 and 3), and the cell then trains round(minutes * 60 / step)
-iterations (`*_learningCurve` trainers, nnUNet_ppm_iterations; 5 epochs, each
-epoch's checkpoint kept). The curve's time axis is nnU-Net's epoch time, which
-also holds each epoch's 4 validation iterations (a few % at 20 minutes; the
-step time above leaves them out). Each kept checkpoint predicts the held-out whole CTs
+epochs 2 and 3), all five timings one after the other before any cell trains,
+so that they see the same machine and load (each one's load average is kept
+beside it: TIMING_FOLDER/load_average.json), and each cell then trains
+round(minutes * 60 / step) iterations (`*_learningCurve` trainers,
+nnUNet_ppm_iterations; 5 epochs, each epoch's checkpoint kept). The curve's
+time axis is that budget (iterations done times the timed step), which a
+busier machine during training does not stretch; the wall time of the
+training epochs (validation iterations included) is kept beside it in
+curve.json and the table. Each kept checkpoint predicts the held-out whole CTs
 end to end (ROI cells: the atlases' kidney boxes and `predict-ct --boxes`;
 whole-CT cell: `nnUNetv2_predict`) and is scored by `nnunet_ppm evaluate`; the
 final ones go through `nnunet_ppm leaderboard` (Dice, MSSD, Surface Dice: the
@@ -91,17 +95,22 @@ def trainer_family(trainer: str) -> str:
     return "PPMTrainer" if trainer.startswith("PPMTrainer") else "nnUNetTrainer"
 
 
-def step_seconds(experiment: Experiment, datasets: Datasets, method: Method, device: str) -> float:
-    """Seconds per training iteration of `method`'s trainer family on its data and plans (a short timing run)."""
+def step_seconds(experiment: Experiment, datasets: Datasets, method: Method, device: str) -> dict:
+    """Seconds per training iteration of `method`'s trainer family on its data and plans (a short timing run),
+    with the machine's load average before and after it (``os.getloadavg``: 1, 5, 15 min)."""
     timing = Method(method.name, TIMING_TRAINERS[trainer_family(method.trainer)], method.plans, method.on_rois)
     folder = experiment.model_folder(datasets, timing) / "fold_0"
-    result = folder / "benchmark_result.json"
+    result, load = folder / "benchmark_result.json", folder / "load_average.json"
     if not result.is_file():
+        before = os.getloadavg()
         experiment.steps.run(f"time the training step: {timing.trainer} on {method.plans}",
                              ["nnUNetv2_train", dataset_id(datasets.of(timing)), "3d_fullres", "0", "-tr",
                               timing.trainer, "-p", timing.plans, "-device", device], {"nnUNet_n_proc_DA": "0"})
+        load.write_text(json.dumps({"before": before, "after": os.getloadavg()}), encoding="utf-8")
     measured = json.loads(result.read_text(encoding="utf-8"))
-    return statistics.median(measured["train_seconds_per_epoch"][1:]) / measured["iterations_per_epoch"]
+    return {"seconds_per_iteration": statistics.median(measured["train_seconds_per_epoch"][1:])
+            / measured["iterations_per_epoch"],
+            "load_average": json.loads(load.read_text(encoding="utf-8")) if load.is_file() else None}
 
 
 def painted_label_maps(train_cases: int, test_cases: int, seed: int) -> List[Path]:
@@ -129,11 +138,11 @@ def plot(curve: Dict[str, List[dict]], out: Path, title: str) -> None:
     """Kidney and tumor Dice against training time, one line per method."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for name, points in curve.items():
-        minutes = [p["training_minutes"] for p in points]
+        minutes = [p["budget_minutes"] for p in points]
         for axis, structure in zip(axes, ("kidney", "tumor")):
             axis.plot(minutes, [p["dice"][structure] for p in points], marker="o", label=name)
     for axis, structure in zip(axes, ("kidney", "tumor")):
-        axis.set(xlabel="training time (min)", ylabel=f"{structure} Dice, held-out whole CTs", ylim=(0, 1))
+        axis.set(xlabel="training time at the timed step (min)", ylabel=f"{structure} Dice, held-out whole CTs", ylim=(0, 1))
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     figure.suptitle(title, fontsize=9)
@@ -191,9 +200,11 @@ def main() -> None:
     localisation = json.loads(boxes.read_text(encoding="utf-8"))["cases"]
     localisation_seconds = statistics.fmean(entry["seconds"] for entry in localisation.values())
 
+    # every cell's step is timed before any cell trains, so that all timings see the same machine and load
+    step_times = {key: step_seconds(experiment, datasets, method, args.device) for key, method in trained.items()}
     iterations = {}
     for key, method in trained.items():
-        seconds = step_seconds(experiment, datasets, method, args.device)
+        seconds = step_times[key]["seconds_per_iteration"]
         iterations[key] = max(IterationsFromEnvironment.budget_epochs, round(args.minutes * 60 / seconds))
         print(f"{method.trainer} on {method.plans} ({'ROIs' if method.on_rois else 'whole CTs'}): {seconds:.2f} s "
               f"per iteration -> {iterations[key]} iterations", flush=True)
@@ -221,12 +232,14 @@ def main() -> None:
             if epoch == epochs:
                 seconds_per_ct[method.name] = (json.loads(timing.read_text(encoding="utf-8"))
                                                + (localisation_seconds if method.on_rois else 0.0))
-            points[method.name][epoch] = {"epoch": epoch, "iterations": iterations[method.model] * epoch // epochs,
-                                          "training_minutes": sum(epoch_times[method.name][:epoch]) / 60,
+            done = max(1, round(iterations[method.model] / epochs)) * epoch  # as IterationsFromEnvironment splits them
+            points[method.name][epoch] = {"epoch": epoch, "iterations": done,
+                                          "budget_minutes": done * step_times[method.model]["seconds_per_iteration"] / 60,
+                                          "wall_minutes": sum(epoch_times[method.name][:epoch]) / 60,
                                           "dice": evaluate(experiment, datasets, out)}
     curve = {name: [by_epoch[epoch] for epoch in sorted(by_epoch)] for name, by_epoch in points.items()}
     final = {method.name: work / "predictions" / method.folder_name / f"epoch_{epochs}" for method in methods}
-    (work / "curve.json").write_text(json.dumps({"budget": budget, "curve": curve}, indent=1) + "\n", encoding="utf-8")
+    (work / "curve.json").write_text(json.dumps({"budget": budget, "step_times": step_times, "curve": curve}, indent=1) + "\n", encoding="utf-8")
     what = (f"{args.train_cases} training / {args.test_cases} held-out "
             + (f"CTs of {args.source}" if args.source else f"CTs painted onto KiTS19 labels at >= {args.spacing:g} mm")
             + f", {args.minutes:g} min of training per cell on {args.device}, PPM learning rate {args.ppm_lr}")
@@ -236,13 +249,14 @@ def main() -> None:
     if not (board / "leaderboard.csv").is_file():
         experiment.leaderboard(datasets, final, REFERENCE, board)
     rows = {row["method"]: row for row in csv.DictReader(open(board / "leaderboard.csv", encoding="utf-8"))}
-    table = Table(["method", "iterations", "training min", "kidney Dice", "kidney MSSD mm", "kidney Surface Dice",
+    table = Table(["method", "s per iteration", "iterations", "budget min", "wall min", "kidney Dice", "kidney MSSD mm", "kidney Surface Dice",
                    "tumor Dice", "tumor MSSD mm", "tumor Surface Dice", "end-to-end s per held-out CT",
                    "vs default nnU-Net speed"])
     for method in methods:
         row, last = rows[method.name], curve[method.name][-1]
         cell = lambda key: f"{float(row[key + '_mean']):.3f} ± {float(row[key + '_std']):.3f}"  # noqa: E731
-        table.add([method.name, str(last["iterations"]), f"{last['training_minutes']:.1f}", cell("kidney_dice"),
+        table.add([method.name, f"{step_times[method.model]['seconds_per_iteration']:.2f}", str(last["iterations"]),
+                   f"{last['budget_minutes']:.1f}", f"{last['wall_minutes']:.1f}", cell("kidney_dice"),
                    cell("kidney_mssd_mm"), cell("kidney_surface_dice"), cell("tumor_dice"), cell("tumor_mssd_mm"),
                    cell("tumor_surface_dice"), f"{seconds_per_ct[method.name]:.1f}",
                    f"{seconds_per_ct[REFERENCE] / seconds_per_ct[method.name]:.2f}x"])
