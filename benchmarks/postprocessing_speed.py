@@ -17,8 +17,10 @@ spherical tumor on its surface filling the ROI (one HU per tissue) and the
 many HU to the CT (seeded), before the HU window.
 
 First table: the CRF mean field on the whole ROI, one row per input kind x
-image noise: torch and pydensecrf seconds (each in a fresh process), their
-ratio and the agreement of the labels. Its probabilities are imitated on the
+image noise: torch and pydensecrf seconds (each in a fresh process), wall and
+CPU (both backends use one thread, so on a machine that other jobs share the
+CPU seconds say more about the work than the wall seconds), their ratios and
+the agreement of the labels. Its probabilities are imitated on the
 ROI's labels (the other table's on the whole CT's).
 
 Second table (not with ``--mean-field-only``; the first probability kind and
@@ -165,7 +167,7 @@ def agreement(labels: np.ndarray, reference: np.ndarray, argmax: np.ndarray) -> 
 def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int) -> Table:
     """Table: torch and pydensecrf mean field on the whole ROI for every input kind x image noise."""
     table = Table(["input", "image noise HU", "voxels", "torch s", "pydensecrf s", "pydensecrf / torch",
-                   "agreement with pydensecrf", "agreement where pydensecrf changed the argmax",
+                   "torch CPU s", "pydensecrf CPU s", "pydensecrf / torch, CPU", "agreement with pydensecrf", "agreement where pydensecrf changed the argmax",
                    "voxels pydensecrf changed"])
     for kind in kinds:
         if kind == "crafted":
@@ -178,12 +180,13 @@ def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int
         argmax = probabilities.argmax(0)
         for noise_hu in noise_levels:
             image = with_noise(clean_ct, noise_hu, seed)
-            seconds, labels = {}, {}
+            seconds, cpu, labels = {}, {}, {}
             for backend in ("torch", "pydensecrf"):
                 measured = in_fresh_process(mean_field, backend, probabilities, image, roi_spacing)
-                seconds[backend], labels[backend] = measured["wall"], measured["result"]
+                seconds[backend], cpu[backend], labels[backend] = measured["wall"], measured["cpu"], measured["result"]
             table.add([kind, f"{noise_hu:g}", shape_text(image.shape), f"{seconds['torch']:.2f}",
                        f"{seconds['pydensecrf']:.2f}", f"{seconds['pydensecrf'] / seconds['torch']:.1f}",
+                       f"{cpu['torch']:.2f}", f"{cpu['pydensecrf']:.2f}", f"{cpu['pydensecrf'] / cpu['torch']:.1f}",
                        *agreement(labels["torch"], labels["pydensecrf"], argmax),
                        str(int((labels["pydensecrf"] != argmax).sum()))])
     return table

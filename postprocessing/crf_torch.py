@@ -31,7 +31,8 @@ the per-voxel update runs at full resolution, at the same cost on every input:
   between two intensity nodes of its own, which whole planes cannot share.
   Each voxel is therefore binned once: into a cell of a fine spatial lattice
   (``CELL_FRACTION`` of the spatial width per side, 2-3 voxels here; the
-  nearest cell) and linearly between its two intensity nodes. Splat is one
+  nearest cell; ``UNCERTAIN_CELL_FRACTION`` where most voxels can change
+  their label, below) and linearly between its two intensity nodes. Splat is one
   scatter-add per chunk (all labels, both nodes) into its planes' (y cells,
   x cells, intensity nodes) histograms, slice one gather; the fine cells
   reach the kernel-width grid like voxels do above. Binning moves a voxel by
@@ -40,6 +41,12 @@ the per-voxel update runs at full resolution, at the same cost on every input:
   cells agree better with pydensecrf and cost more (larger histograms): on
   the benchmark's "network" ROI, 1/3 of the width got 94 % and 1/5 95.5 % of
   the labels pydensecrf changes (benchmarks/RESULTS.md, issue 17 section).
+  Where more than ``UNCERTAIN_SHARE`` of the voxels can change their label
+  (uncertain probabilities everywhere: the worst case for time), the labels
+  follow the smoothing more than fine appearance detail: cells of a third of
+  the width agreed on >= 99.0 % of the labels pydensecrf changes there (the
+  uncertain and crafted ROIs, 0-30 HU noise) at 60-75 % of the fifth's time
+  (CPU seconds, one thread); a choice of ours, by that measurement.
 * the update works on logits minus the background's, so only the
   foreground labels are carried; the background's messages are the
   kernels' totals minus theirs. The smoothness totals are a product of 1-D
@@ -72,6 +79,8 @@ from nnunet_ppm.postprocessing.crf_torch_active_set import frozen_voxels, mean_f
 ACTIVE_SET_FRACTION = 0.1      # at most this fraction of changeable voxels: crf_torch_active_set instead
 EXP_SAFE = 80.0                # exp of up to this (times the labels) stays finite in float32
 CELL_FRACTION = 0.2            # appearance kernel: fine cell side over the spatial width
+UNCERTAIN_CELL_FRACTION = 1 / 3  # ... where more than UNCERTAIN_SHARE of the voxels can change their label
+UNCERTAIN_SHARE = 0.5
 CPU_THREADS = 1
 CHUNK_VOXELS = 2 ** 16
 
@@ -218,8 +227,8 @@ class _AppearanceFilter:
     """
 
     def __init__(self, shape: Sequence[int], spacing: Sequence[float], sigma_mm: float, intensity: torch.Tensor,
-                 sigma_hu: float, chunk_voxels: int, device: torch.device):
-        cells = [max(1, round(CELL_FRACTION * sigma_mm / s)) for s in spacing]
+                 sigma_hu: float, chunk_voxels: int, device: torch.device, cell_fraction: float = CELL_FRACTION):
+        cells = [max(1, round(cell_fraction * sigma_mm / s)) for s in spacing]
         voxel_cells, tents = zip(*[_cell_tent(n, c, s, sigma_mm, device) for n, c, s in zip(shape, cells, spacing)])
         binning_variance = [(c * s / sigma_mm) ** 2 / 6 for c, s in zip(cells, spacing)]   # grid cells^2
         self.blurs = [blur_matrix(t.shape[1], device, math.sqrt(BLUR_STD_CELLS ** 2 - v))
@@ -331,7 +340,8 @@ def mean_field_torch(probabilities: np.ndarray, image: np.ndarray, spacing: Sequ
 
     Blocks where at most ``ACTIVE_SET_FRACTION`` of the voxels can change their label (confident
     probabilities) go to ``crf_torch_active_set``, whose cost follows those voxels; the others to
-    the pass over every voxel below, whose cost is the same on every input.
+    the pass over every voxel below, with coarser appearance cells where more than ``UNCERTAIN_SHARE``
+    of the voxels can change.
 
     Args, returns: as ``crf_pydensecrf.mean_field_pydensecrf``.
     """
@@ -343,11 +353,13 @@ def mean_field_torch(probabilities: np.ndarray, image: np.ndarray, spacing: Sequ
                          for start in range(0, flat.shape[1], step))
         if changeable <= ACTIVE_SET_FRACTION * flat.shape[1]:
             return mean_field_active_set(probabilities, image, spacing, params, device)
-        return _mean_field(probabilities, image, spacing, params, device)
+        uncertain = changeable > UNCERTAIN_SHARE * flat.shape[1]
+        return _mean_field(probabilities, image, spacing, params, device,
+                           UNCERTAIN_CELL_FRACTION if uncertain else CELL_FRACTION)
 
 
 def _mean_field(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[float], params: CRFParams,
-                device: torch.device) -> np.ndarray:
+                device: torch.device, cell_fraction: float = CELL_FRACTION) -> np.ndarray:
     shape = tuple(image.shape)
     n_classes, voxels = probabilities.shape[0], image.size
     iterations = int(params.iterations)
@@ -355,8 +367,8 @@ def _mean_field(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[
         return argmax_labels(probabilities)
     smoothness = _SmoothnessFilter(shape, spacing, params.smoothness_sigma_mm, device)
     intensity = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device).reshape(-1)
-    appearance = _AppearanceFilter(shape, spacing, params.appearance_sigma_mm, intensity,
-                                   params.appearance_sigma_hu, CHUNK_VOXELS if device.type == "cpu" else voxels, device)
+    appearance = _AppearanceFilter(shape, spacing, params.appearance_sigma_mm, intensity, params.appearance_sigma_hu,
+                                   CHUNK_VOXELS if device.type == "cpu" else voxels, device, cell_fraction)
 
     # Logits minus the background's: -U_l + U_0 + m_l - m_0, where the background's messages m_0 are the
     # weighted normalised kernel sums over all voxels (the totals) minus the foreground labels' messages.
