@@ -16,8 +16,9 @@ def add_crf_backend_argument(parser: argparse.ArgumentParser) -> None:
 def add_lcc_mode_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lcc-mode", choices=LCC_MODES, default="largest",
                         help="'largest': keep the largest 18-connected kidney+tumor component (paper; kidney ROIs). "
-                             "'per-side': keep the largest component left and right of the image middle (full CTs "
-                             "with two kidneys). Default: largest")
+                             "'per-side': keep the largest component left and right of the patient's midline, the "
+                             "centre of the body in the CT (full CTs with two kidneys; --write-pp-pkl, without the "
+                             "CT: the image's middle). Default: largest")
 
 
 def add_postprocessing_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,12 +11,15 @@ Two rules:
 * ``keep_largest_component`` - the paper's rule for a kidney ROI: keep the
   single largest component.
 * ``keep_largest_component_per_side`` - for a full CT with two kidneys: the
-  image is split at its middle along the patient's left-right axis, each
+  image is split at the patient's midline along the left-right axis, each
   component belongs to the side its centroid lies on, and the largest
   component of each side is kept. A single kidney (nephrectomy) keeps one
   component; a horseshoe kidney is one component and is kept whole. The
   left-right array axis comes from the image direction
-  (:func:`left_right_axis`).
+  (:func:`left_right_axis`), the midline from the CT (:func:`body_midline`:
+  the centre of the body, so a patient lying off the image's centre keeps
+  both kidneys); without the CT (nnU-Net's ``postprocessing.pkl``) it is the
+  image's middle.
 
 Both functions take and return label arrays in nnU-Net's array order and
 never modify their input, so they can be pickled into an nnU-Net
@@ -30,6 +33,8 @@ import numpy as np
 from nnunet_ppm.evaluation.metrics import bounding_box
 
 CONNECTIVITY = 18
+BODY_HU = -300.0  # above: the patient's body (soft tissue, fat at -100, bone); below: air, the table's foam
+BODY_STEP = 4  # the body's centre is found on every 4th voxel along each axis: enough for a midline
 
 
 def _foreground_components(segmentation: np.ndarray, foreground_labels: Optional[Sequence[int]]):
@@ -72,14 +77,30 @@ def keep_largest_component(segmentation: np.ndarray,
     return _keep_components(segmentation, mask, components, box, [int(np.argmax(sizes))])
 
 
+def body_midline(image: np.ndarray, lr_axis: int) -> float:
+    """The patient's midline: the (continuous) index along `lr_axis` of the centre of the body, the largest
+    6-connected component of voxels above BODY_HU in the CT `image` (HU, 3D); the image's middle when no voxel
+    is above BODY_HU."""
+    if image.ndim != 3:
+        raise ValueError(f"expected a 3D CT array, got shape {image.shape}")
+    body, count = cc3d.largest_k(image[::BODY_STEP, ::BODY_STEP, ::BODY_STEP] > BODY_HU, k=1, connectivity=6,
+                                 return_N=True, binary_image=True)
+    if count == 0:
+        return (image.shape[lr_axis] - 1) / 2
+    return float(np.argwhere(body)[:, lr_axis].mean() * BODY_STEP)
+
+
 def keep_largest_component_per_side(segmentation: np.ndarray, lr_axis: int,
-                                    foreground_labels: Optional[Sequence[int]] = None) -> np.ndarray:
-    """Keep the largest 18-connected foreground component on each side of the image's left-right middle.
+                                    foreground_labels: Optional[Sequence[int]] = None,
+                                    midline: Optional[float] = None) -> np.ndarray:
+    """Keep the largest 18-connected foreground component on each side of the patient's midline.
 
     Args:
         segmentation: 3D label array.
         lr_axis: array axis that runs left-right in the patient (see :func:`left_right_axis`).
         foreground_labels: labels that form the foreground mask; None: every label but background 0.
+        midline: index along `lr_axis` where the sides meet (:func:`body_midline` of the CT); None: the image's
+            middle.
 
     Returns:
         A copy with at most two foreground components, one per side. An empty foreground stays empty.
@@ -90,7 +111,7 @@ def keep_largest_component_per_side(segmentation: np.ndarray, lr_axis: int,
     statistics = cc3d.statistics(components)
     sizes = statistics["voxel_counts"][1:].astype(np.int64)
     centroids = statistics["centroids"][1:, lr_axis] + box[lr_axis].start
-    middle = (segmentation.shape[lr_axis] - 1) / 2
+    middle = (segmentation.shape[lr_axis] - 1) / 2 if midline is None else midline
     keep_ids = []
     for on_side in (centroids < middle, centroids >= middle):
         if on_side.any():

@@ -9,7 +9,9 @@ pickled by reference, so the file works wherever nnunet-ppm is installed.
 The pickle holds only the component rule: nnU-Net hands the functions the
 label array alone, without probabilities or image, so the CRF cannot run
 there (use ``nnunet_ppm postprocess`` for it). Without the image geometry the
-per-side rule needs the left-right array axis written into the pickle.
+per-side rule needs the left-right array axis written into the pickle, and
+without the CT it splits the sides at the image's middle, not at the body's
+midline as ``nnunet_ppm postprocess`` does.
 """
 from typing import Optional
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_ppm.postprocessing.largest_component import (keep_largest_component, keep_largest_component_per_side,
-                                                          left_right_axis)
+from nnunet_ppm.postprocessing.largest_component import (body_midline, keep_largest_component,
+                                                          keep_largest_component_per_side, left_right_axis)
 
 
 def _kidney_block(shape=(12, 12, 12)) -> np.ndarray:
@@ -59,6 +59,25 @@ def test_per_side_keeps_one_kidney_per_side_and_drops_smaller_parts():
     expected[26:28, 26:28, 55:57] = 0
     assert np.array_equal(kept, expected)
     assert keep_largest_component(labels)[10:18, 10:18, 45:52].sum() == 0, "ROI rule keeps only one kidney"
+
+
+def test_per_side_splits_at_the_body_midline_so_an_off_centre_patient_keeps_both_kidneys():
+    """A body (soft tissue in air) lying far right in the image, both kidneys left of the image's middle: split at
+    the image's middle, one side would hold both and lose the smaller; split at the body's midline, both stay."""
+    ct = np.full((30, 40, 120), -1000.0)
+    ct[2:28, 5:35, 4:56] = 40.0  # the body: x 4-55, midline at x 29.5
+    ct[10:12, 5:35, 100:110] = 200.0  # a small object outside the body (a calibration phantom): not the midline
+    labels = np.zeros(ct.shape, np.uint8)
+    labels[10:20, 15:25, 10:22] = 1  # right kidney
+    labels[10:18, 15:23, 38:48] = 1  # left kidney, smaller
+    labels[25:27, 30:32, 50:52] = 2  # a false positive on the left
+    midline = body_midline(ct, lr_axis=2)
+    assert abs(midline - 29.5) <= 2, midline
+    assert keep_largest_component_per_side(labels, lr_axis=2)[10:18, 15:23, 38:48].sum() == 0, "image middle"
+    expected = labels.copy()
+    expected[25:27, 30:32, 50:52] = 0
+    assert np.array_equal(keep_largest_component_per_side(labels, lr_axis=2, midline=midline), expected)
+    assert body_midline(np.full((8, 8, 8), -1000.0), lr_axis=2) == 3.5, "no body: the image's middle"
 
 
 def test_left_right_axis_from_direction():

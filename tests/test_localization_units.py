@@ -8,7 +8,8 @@ import SimpleITK as sitk
 from nnunet_ppm.dataset_conversion.orientation import KITS_DIRECTION
 from nnunet_ppm.dataset_conversion.roi import Length, RoiWindow
 from nnunet_ppm.dataset_conversion.synthesize import synthesize
-from nnunet_ppm.localization.atlas_localizer import ATLAS_MARGIN_MM, MASS_MARGIN_MM, kidney_box, region_box, share_inside
+from nnunet_ppm.localization.atlas_localizer import (ATLAS_MARGIN_MM, MASS_MARGIN_MM, UNENHANCED_MARGIN_MM, kidney_box,
+                                                     region_box, share_inside, unenhanced_note)
 from nnunet_ppm.localization.atlas_set import SIDE_CODES, make_atlas
 from nnunet_ppm.localization.atlas_selection import k_medoids
 from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer
@@ -237,6 +238,24 @@ def test_kidney_box_is_the_kidneys_mass_with_a_small_margin_when_the_atlases_kid
                             False)
     assert kidney_box(image, elsewhere, image, mass_search_mm=40)[0] == atlas_box, \
         "a mass the atlases' kidney does not touch is not taken for the kidney"
+
+
+def test_an_unenhanced_kidney_gets_the_atlas_box_with_the_unenhanced_margin_and_a_note():
+    """A non-contrast kidney (35 HU) in fat beside bone (a rib at 200 HU, inside the enhancing window): no mass is
+    searched (it could only find the bone), the box is the atlas box grown by UNENHANCED_MARGIN_MM, and a note says
+    the kidney is unenhanced."""
+    spacing, shape = (2.0, 1.0, 1.0), (40, 120, 120)
+    ct = np.full(shape, -100, np.int16)
+    ct[_mask(shape, ((10, 30), (40, 70), (40, 70)))] = 35
+    ct[_mask(shape, ((5, 35), (40, 70), (84, 90)))] = 200
+    image = sitk.GetImageFromArray(ct)
+    image.SetSpacing(spacing[::-1])
+    region = ((4, 36), (30, 80), (30, 80))
+    fused = FusedKidney("right", _mask(shape, ((12, 28), (45, 70), (45, 70))), _mask(shape, region), 8, 0.5, False)
+    box, found, source = kidney_box(image, fused, image, mass_search_mm=40)
+    assert box == grow_box(region, UNENHANCED_MARGIN_MM, spacing, shape) and found == region, (box, source)
+    assert "does not enhance" in source
+    assert "unenhanced" in unenhanced_note("right", found, image)[0]
 
 
 def test_edge_notes_name_the_anatomical_edges_a_kidney_box_reaches():

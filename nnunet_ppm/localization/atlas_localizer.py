@@ -1,6 +1,9 @@
 """Multi-atlas kidney localisation (paper section II, its reference [4]).
 
-Every atlas is registered to the CT at the atlases' low resolution
+The CT's voxels are first stored in the atlases' orientation (axes permuted
+or flipped, never resampled), so a CT gives the same boxes in physical space
+however it is stored (tested: LPS, RAS, sagittal first, flipped along the body
+axis). Every atlas is registered to the CT at the atlases' low resolution
 (:mod:`.registration`), its kidneys are laid over the CT, the kidney masks are
 fused (:mod:`.fusion`), and each fused kidney's region becomes a box in the
 CT's full-resolution voxel indices: the *atlas box*. Atlases say where a kidney
@@ -23,14 +26,35 @@ shows the kidney (:func:`kidney_box`):
   box, grown to hold the mass an unclosed search finds around it (a large
   tumor whose closed mass leaked into a neighbour), then by ATLAS_MARGIN_MM
   (five low-resolution voxels: registered atlases put a kidney up to that far
-  off).
+  off);
+* but first, whether the kidney enhances: its attenuation is estimated from
+  the CT inside the atlases' kidney (:func:`kidney_attenuation`: the median HU
+  of the soft tissue in the middle third of the majority-vote kidney's box; a
+  box that holds only fat tells nothing and takes the rules above). Below
+  UNENHANCED_HU the middle of the kidney does not enhance: a non-contrast CT
+  (kidney 20-45 HU, no brighter than the liver, spleen, muscle and bowel
+  around it; the mass search's window holds only bone there) or a kidney
+  whose middle is a non-enhancing tumor or cyst (the enhancing mass is then
+  its rim and misses the tumor). Either way no mass is searched: the box is
+  the atlas box grown by UNENHANCED_MARGIN_MM, wider than ATLAS_MARGIN_MM as
+  no mass search grows it to a large tumor. Enhancing kidneys, arterial
+  (core 120-220 HU on the painted CTs) and venous (nephrographic, 140-200),
+  take the rules above; a venous kidney's neighbours (liver and spleen
+  100-130 HU, vessels 130-200) reach into the enhancing window too, so its
+  mass leaks into them more often (benchmarks/RESULTS.md measures the cost).
 
-The notes say which rule gave each box, when a kidney looks unenhanced (a
-non-contrast CT: the ROI model was trained on arterial-phase CTs; no mass is
-found there, so its box comes from the atlases), and each edge of the scan
-that a box reaches before its margin (a scan that ends inside a kidney: the
-box is clipped to the scan and the kidney may be cut off). An atlas that fails to
+The notes say which rule gave each box, when a kidney's box holds little
+enhancing tissue (:func:`enhanced_share` below ENHANCED_SHARE: a non-contrast
+CT; the ROI model was trained on arterial-phase CTs; on the painted CTs the
+share in each kidney's own box is 0.02-0.09 in non-contrast CTs, 0.15-0.61 in
+venous and 0.36-0.58 in arterial ones), and each edge of the scan that a box
+reaches before its margin (a scan that ends inside a kidney: the box is
+clipped to the scan and the kidney may be cut off). An atlas that fails to
 register is left out and named in the notes.
+
+The paper localises arterial-phase CTs only: the enhancement rule, the note
+and their thresholds are our choice, set on the painted CTs
+(dataset_conversion/contrast_phases.py), not on real ones.
 
 The same CT, atlases and settings give the same boxes, labels and
 confidences: each registration is seeded from ``settings.seed`` and runs on
@@ -50,11 +74,12 @@ from typing import List, NamedTuple, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_ppm.dataset_conversion.orientation import orientation_code
 from nnunet_ppm.dataset_conversion.roi import Box
 from nnunet_ppm.localization.atlas_set import Atlas, AtlasSet
 from nnunet_ppm.localization.fusion import FusedKidney, fuse_kidneys
-from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM, OPENINGS_MM, kidney_mass_box
-from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney, edge_notes, grow_box
+from nnunet_ppm.localization.kidney_mass import DEFAULT_SEARCH_MM, ENHANCING_HU, OPENINGS_MM, kidney_mass_box
+from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, LocatedKidney, box_in, edge_notes, grow_box
 from nnunet_ppm.localization.registration import (RegistrationError, RegistrationSettings, RegistrationTarget,
                                                   register_atlas, warp_sides)
 
@@ -62,6 +87,9 @@ ATLAS_MARGIN_MM = 20.0
 MASS_MARGIN_MM = 5.0
 MIN_ATLAS_SHARE = 0.1
 UNENHANCED_HU = 60.0
+ENHANCED_SHARE = 0.12
+FAT_HU = -30.0  # fat (-110 to -85 HU) and air lie below: not the kidney
+UNENHANCED_MARGIN_MM = 30.0
 
 
 def region_box(region: np.ndarray, grid: sitk.Image, image: sitk.Image) -> Box:
@@ -100,6 +128,23 @@ class KidneyBox(NamedTuple):
     source: str
 
 
+def kidney_attenuation(ct: sitk.Image, box: Box) -> Optional[float]:
+    """A kidney's attenuation: the median HU of `ct`'s soft tissue (above FAT_HU) in the middle third (along each
+    axis) of `box`; None where that holds only fat or air (an atlas kidney that missed the CT's kidney)."""
+    core = tuple(slice(start + (stop - start) // 3, stop - (stop - start) // 3) for start, stop in box)
+    hu = sitk.GetArrayViewFromImage(ct)[core]
+    tissue = hu[hu > FAT_HU]
+    return float(np.median(tissue)) if tissue.size else None
+
+
+def enhanced_share(ct: sitk.Image, box: Box) -> Optional[float]:
+    """How much a kidney enhances: the share of `ct`'s soft tissue (above FAT_HU) in `box` that lies above
+    ENHANCING_HU[0]; None where the box holds only fat or air (an atlas kidney that missed the CT's kidney)."""
+    hu = sitk.GetArrayViewFromImage(ct)[tuple(slice(start, stop) for start, stop in box)]
+    tissue = hu[hu > FAT_HU]
+    return float(np.mean(tissue >= ENHANCING_HU[0])) if tissue.size else None
+
+
 def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search_mm: float) -> KidneyBox:
     """A fused kidney's box in `ct`'s voxel indices (the module docstring's rules).
 
@@ -110,12 +155,17 @@ def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search
     """
     spacing, shape = ct.GetSpacing()[::-1], ct.GetSize()[::-1]
     atlas_box = region_box(fused.region, grid, ct)
+    atlas_kidney = region_box(fused.majority, grid, ct) if fused.majority.any() else atlas_box
+    attenuation = kidney_attenuation(ct, atlas_kidney)
+    if mass_search_mm and attenuation is not None and attenuation < UNENHANCED_HU:
+        return KidneyBox(grow_box(atlas_box, UNENHANCED_MARGIN_MM, spacing, shape), atlas_box,
+                         f"the atlases (the kidney's middle does not enhance, median {attenuation:.0f} HU: no "
+                         f"enhancing mass to search for)")
     if mass_search_mm:
         # the closing and opening need a ball of at least one voxel: on coarser CTs the kidney cannot be told
         # from the vessels beside it, and the atlas rule below applies
         resolved = max(spacing) <= OPENINGS_MM[0]
         mass = kidney_mass_box(ct, atlas_box, mass_search_mm) if resolved else None
-        atlas_kidney = region_box(fused.majority, grid, ct) if fused.majority.any() else atlas_box
         if mass is not None and share_inside(atlas_kidney, mass) >= MIN_ATLAS_SHARE:
             return KidneyBox(grow_box(mass, MASS_MARGIN_MM, spacing, shape), mass,
                              "the kidney's enhancing mass in the CT")
@@ -128,15 +178,14 @@ def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search
 
 
 def unenhanced_note(side: str, box: Box, ct: sitk.Image) -> List[str]:
-    """A note when the middle third of a kidney's box (before its margin) is unenhanced (median below
-    UNENHANCED_HU; arterial-phase kidneys, tumors included, measured 90-180 HU there, non-contrast 20-40 on the
-    painted CTs): the CT is not in the arterial phase the ROI model was trained on."""
-    core = tuple(slice(start + (stop - start) // 3, stop - (stop - start) // 3) for start, stop in box)
-    median = float(np.median(sitk.GetArrayViewFromImage(ct)[core]))
-    if median >= UNENHANCED_HU:
+    """A note when a kidney's box (before its margin) holds little enhancing tissue (:func:`enhanced_share` below
+    ENHANCED_SHARE): the CT is not in the arterial phase the ROI model was trained on."""
+    share = enhanced_share(ct, box)
+    if share is None or share >= ENHANCED_SHARE:
         return []
-    return [f"{side} kidney: median {median:.0f} HU in the middle of its box, unenhanced: this CT is not in the "
-            f"arterial phase the model was trained on; check its labels"]
+    return [f"{side} kidney: {share:.0%} of the soft tissue in its box above "
+            f"{ENHANCING_HU[0]:g} HU, unenhanced: this CT is not in the arterial phase the model was trained on; "
+            f"check its labels"]
 
 
 def register_and_warp(job: Tuple[RegistrationTarget, Atlas, RegistrationSettings]) -> Tuple[Optional[np.ndarray], str]:
@@ -203,14 +252,17 @@ class AtlasLocalizer(KidneyLocalizer):
         return warped, notes
 
     def find(self, ct: CtCase) -> Tuple[List[LocatedKidney], List[str]]:
-        target = RegistrationTarget.from_ct(ct.image, self.atlas_set.spacing_mm, self.registration)
+        # the CT's voxels in the atlases' orientation (axes permuted or flipped, not resampled): however the CT is
+        # stored, registration sees the same image and the boxes are the same in physical space
+        image = sitk.DICOMOrient(ct.image, orientation_code(self.atlas_set.atlases[0].ct.GetDirection()))
+        target = RegistrationTarget.from_ct(image, self.atlas_set.spacing_mm, self.registration)
         warped, notes = self.warped_atlases(target)
         kidneys = []
         for fused in fuse_kidneys(warped):
-            found = kidney_box(ct.image, fused, target.image, self.mass_search_mm)
-            kidneys.append(LocatedKidney(fused.side, found.box, fused.confidence))
+            found = kidney_box(image, fused, target.image, self.mass_search_mm)
+            kidneys.append(LocatedKidney(fused.side, box_in(found.box, image, ct.image), fused.confidence))
             notes.append(f"{fused.side} kidney: {fused.supporters} of {len(warped)} atlases agree"
                          + (" (no majority; weak consensus)" if fused.weak else "") + f"; box from {found.source}")
-            notes += edge_notes(fused.side, found.found, ct.image)
-            notes += unenhanced_note(fused.side, found.found, ct.image)
+            notes += edge_notes(fused.side, found.found, image)
+            notes += unenhanced_note(fused.side, found.found, image)
         return kidneys, notes

@@ -28,11 +28,22 @@ enhancing mass around a located box and returns its bounding box:
 
 Non-enhancing parts of a tumor (necrosis, cysts) count only where the
 dilation of step 4 reaches them: the localiser adds a margin
-(:mod:`.atlas_localizer`). The thresholds were chosen on the synthetic CTs of
+(:mod:`.atlas_localizer`). The thresholds are our choice (the paper works on
+arterial-phase CTs and does not describe its boxes), set on the synthetic CTs of
 the tests and benchmarks (kidneys of real KiTS19 label maps;
 benchmarks/whole_ct.py), whose tissue values follow published arterial-phase
 HU; they are not tuned on real CTs. A mass may include an enhancing neighbour
 (spleen, renal vein), which costs ROI voxels, not recall.
+
+Other contrast phases (dataset_conversion/contrast_phases.py): in a
+non-contrast CT the kidney (20-45 HU) has no enhancing tissue and the window
+holds bone only, so the localiser does not search there: it estimates the
+kidney's attenuation inside the atlases' kidney first and takes an unenhanced
+kidney's box from the atlases (:func:`.atlas_localizer.kidney_box`). In the
+venous (nephrographic) phase the kidney enhances (140-200 HU) and is searched
+as in the arterial phase, but the liver and spleen (100-130 HU) and the veins
+reach into the window too, so its mass leaks into them more often (the search
+then fails, or finds a larger mass).
 """
 import math
 from typing import Optional, Sequence, Tuple

@@ -102,6 +102,16 @@ def grow_box(box: Box, margin_mm: float, spacing: Sequence[float], shape: Sequen
     return tuple(grown)
 
 
+def box_in(box: Box, image: sitk.Image, other: sitk.Image) -> Box:
+    """`box` (array order, half-open) of `image` as the box of the same voxels in `other`, the same voxel grid
+    stored in another orientation (axes permuted or flipped, e.g. by ``sitk.DICOMOrient``)."""
+    corners = [(x, y, z) for z in (box[0][0], box[0][1] - 1) for y in (box[1][0], box[1][1] - 1)
+               for x in (box[2][0], box[2][1] - 1)]
+    indices = np.array([other.TransformPhysicalPointToIndex(image.TransformIndexToPhysicalPoint(corner))
+                        for corner in corners])[:, ::-1]
+    return tuple((int(indices[:, axis].min()), int(indices[:, axis].max()) + 1) for axis in range(3))
+
+
 EDGE_NAMES = (("lower", "upper"), ("front", "back"), ("right", "left"))  # per canonical axis: low, high end
 
 
