@@ -18,12 +18,12 @@ goes to WORK/logs/, the command lines to WORK/commands.sh (:class:`StepRunner`).
 import os
 import re
 import shlex
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+from nnunet_ppm.measured_run import MeasuredRun, run_measured
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 TEST_IMAGES, TEST_LABELS = "imagesTs", "labelsTs"
@@ -72,7 +72,8 @@ def nnunet_environment(out: Path, own_folders: bool = False) -> Dict[str, str]:
 
 
 class StepRunner:
-    """Runs commands one after the other, logging each, and stops with a clear message on failure."""
+    """Runs commands one after the other, logging each, and stops with a clear message on failure; each command's
+    time and peak memory (:mod:`nnunet_ppm.measured_run`) are in ``last_run`` after it."""
 
     def __init__(self, out: Path, env: Dict[str, str], total: int):
         self.out, self.env, self.total, self.done = out, env, total, 0
@@ -84,6 +85,7 @@ class StepRunner:
                                      + "".join(f"export {n}={shlex.quote(env[n])}\n" for n in NNUNET_FOLDERS),
                                      encoding="utf-8")
         self.timings: List[str] = []
+        self.last_run: Optional[MeasuredRun] = None  # the last command's time, peak memory and output lines
 
     def run(self, title: str, command: Sequence, extra_env: Optional[Dict[str, str]] = None) -> str:
         self.done += 1
@@ -94,17 +96,14 @@ class StepRunner:
         with self.commands.open("a", encoding="utf-8") as f:
             f.write(" ".join(f"{k}={v}" for k, v in (extra_env or {}).items()) + (" " if extra_env else "")
                     + shlex.join(command) + "\n")
-        start = time.time()
-        result = subprocess.run(command, env={**self.env, **(extra_env or {})}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, encoding="utf-8", errors="replace")
+        result = self.last_run = run_measured(command, env={**self.env, **(extra_env or {})})
         log.write_text(result.stdout, encoding="utf-8")
-        seconds = time.time() - start
-        self.timings.append(f"| {self.done} | {title} | {seconds:.0f} s |")
+        self.timings.append(f"| {self.done} | {title} | {result.seconds:.0f} s |")
         if result.returncode != 0:
             tail = "\n".join(result.stdout.splitlines()[-25:])
             raise SystemExit(f"step {self.done} ({title}) failed with exit code {result.returncode}; "
                              f"full output in {log}\n{tail}")
-        print(f"        done in {seconds:.0f} s (log: {log.relative_to(self.out)})", flush=True)
+        print(f"        done in {result.seconds:.0f} s (log: {log.relative_to(self.out)})", flush=True)
         return result.stdout
 
 
@@ -234,20 +233,27 @@ class Experiment:
         return boxes
 
     def predict(self, datasets: Datasets, method: Method, out: Path, device: str, processes: int,
-                boxes: Optional[Path] = None, fold: str = "0", checkpoint: Optional[str] = None) -> Path:
-        """The held-out whole CTs predicted end to end by `method` into `out` (reused when every CT is there)."""
-        common = ["-i", datasets.test_images, "-o", out, "-d", dataset_id(datasets.of(method)), "-c", "3d_fullres",
+                boxes: Optional[Path] = None, fold: str = "0", checkpoint: Optional[str] = None,
+                images: Optional[Path] = None, localizer: Optional[Sequence] = None) -> Path:
+        """The held-out whole CTs (or those of folder `images`) predicted end to end by `method` into `out` (reused
+        when every CT is there; else the command's time and peak memory are in ``self.steps.last_run`` after it).
+        An ROI method's CTs are localised by `localizer` (predict-ct's options, e.g. ``["--atlases", folder]``) or
+        else read from `boxes`."""
+        images = images or datasets.test_images
+        common = ["-i", images, "-o", out, "-d", dataset_id(datasets.of(method)), "-c", "3d_fullres",
                   "-f", fold, "-tr", method.trainer, "-p", method.plans, "-device", device, "-npp", processes,
                   "-nps", processes] + (["-chk", checkpoint] if checkpoint else [])
         if method.on_rois:
-            if boxes is None:
-                raise ValueError(f"{method.name}: an ROI method needs the kidney boxes (Experiment.localize)")
-            command = ["nnunet_ppm", "predict-ct", *common, "--boxes", boxes, "--disable_progress_bar"]
+            localizer = localizer or (["--boxes", boxes] if boxes else None)
+            if localizer is None:
+                raise ValueError(f"{method.name}: an ROI method needs the kidney boxes (Experiment.localize) or "
+                                 f"predict-ct's localiser options")
+            command = ["nnunet_ppm", "predict-ct", *common, *localizer, "--disable_progress_bar"]
             if not method.crf_lcc:
                 command += ["--no-crf", "--no-lcc"]
         else:
             command = ["nnUNetv2_predict", *common, "--disable_progress_bar"]
-        cases = [p.name[: -len("_0000.nii.gz")] for p in sorted(datasets.test_images.glob("*_0000.nii.gz"))]
+        cases = [p.name[: -len("_0000.nii.gz")] for p in sorted(images.glob("*_0000.nii.gz"))]
         self.run_step(f"predict the held-out CTs: {method.name}" + (f" ({checkpoint})" if checkpoint else ""), command,
                   out, done=all((out / f"{case}.nii.gz").is_file() for case in cases))
         return out

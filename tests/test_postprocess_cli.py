@@ -33,7 +33,9 @@ def test_postprocess_folder_matches_in_process_pipeline_and_keeps_empty_cases_em
 
     written = sorted(os.listdir(tmp_path / "out"))
     assert written == ["dataset.json", "kid_001.nii.gz", "kid_002.nii.gz", "plans.json"]
-    expected = postprocess_probabilities(probabilities, ct, spacing, PostprocessingSettings())
+    seconds = {}
+    expected = postprocess_probabilities(probabilities, ct, spacing, PostprocessingSettings(), seconds=seconds)
+    assert set(seconds) == {"crf", "largest_component"} and min(seconds.values()) >= 0
     output = _read(tmp_path / "out" / "kid_001.nii.gz")
     raw = _read(tmp_path / "raw" / "kid_001_0000.nii.gz")
     assert np.array_equal(sitk.GetArrayFromImage(output), expected)

@@ -11,7 +11,8 @@ import torch
 
 from nnunet_ppm.training.variants import (SEED_ENV, NoTestTimeMirroring, PPMTrainer_cpuDemo, PPMTrainer_debug,
                                           PPMTrainer_gpuDemo, epoch_seed, nnUNetTrainer_cpuDemo, nnUNetTrainer_debug,
-                                          nnUNetTrainer_gpuDemo, seed_random_generators, training_seed)
+                                          nnUNetTrainer_gpuDemo, nnUNetTrainer_untrained, seed_random_generators,
+                                          training_seed)
 
 
 class _TrainerWithMirroring:
@@ -33,7 +34,8 @@ def test_training_keeps_mirroring_but_inference_does_not():
 
 @pytest.mark.parametrize("trainer, skips", [(PPMTrainer_debug, True), (nnUNetTrainer_debug, True),
                                             (PPMTrainer_cpuDemo, True), (nnUNetTrainer_cpuDemo, True),
-                                            (PPMTrainer_gpuDemo, False), (nnUNetTrainer_gpuDemo, False)])
+                                            (PPMTrainer_gpuDemo, False), (nnUNetTrainer_gpuDemo, False),
+                                            (nnUNetTrainer_untrained, True)])
 def test_cpu_variants_skip_test_time_mirroring_gpu_ones_do_not(trainer, skips):
     """The variant's own configure method (its whole MRO, nnU-Net's or PPMTrainer's included) on a 32x64x64 patch;
     the trainer is not built (no plans needed): only what the method reads is set."""

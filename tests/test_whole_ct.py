@@ -25,7 +25,7 @@ from nnunet_ppm.dataset_conversion.synthesize import synthesize
 from nnunet_ppm.localization.atlas_localizer import AtlasLocalizer
 from nnunet_ppm.localization.atlas_set import SIDE_CODES, load_atlases
 from nnunet_ppm.localization.dicom_cts import series_case_id
-from nnunet_ppm.localization.localizer import ct_cases
+from nnunet_ppm.localization.localizer import box_in, ct_cases
 from nnunet_ppm.localization.registration import RegistrationSettings
 from nnunet_ppm.whole_ct.recall import roi_recall
 from nnunet_ppm.whole_ct.rois import rois_for
@@ -224,6 +224,29 @@ def test_localize_reports_boxes_confidence_and_time_and_reads_its_own_output_bac
     assert boxes(json.loads(again.read_text())) == boxes(report)
 
 
+def test_localize_gives_the_same_kidney_boxes_for_the_ct_stored_in_other_orientations(whole_cts):
+    """The first CT stored axial LPS, axial RAS, sagittal first (SLP) and flipped along the body axis (LPI), localised
+    in one command: every kidney's box covers the same voxels in physical space, within one voxel."""
+    ct = sitk.ReadImage(str(whole_cts.images / f"{TARGET_CASES[0]}_0000.nii.gz"))
+    folder = whole_cts.root / "orientations"
+    codes = ("LPS", "RAS", "SLP", "LPI")
+    (folder / "cts").mkdir(parents=True)
+    stored = {code: sitk.DICOMOrient(ct, code) for code in codes}
+    for code, image in stored.items():
+        sitk.WriteImage(image, str(folder / "cts" / f"{code}_0000.nii.gz"))
+    run_command(["nnunet_ppm", "localize", "-i", folder / "cts", "-o", folder / "boxes.json", "--atlases",
+                 whole_cts.atlases, "--registration-iterations", ITERATIONS, "--registration-seed", SEED,
+                 "--registration-workers", 2, "--disable_progress_bar"], command_env(whole_cts.root))
+    cases = json.loads((folder / "boxes.json").read_text())["cases"]
+    in_lps = {code: {k["side"]: box_in(k["kidney_box"], stored[code], stored["LPS"]) for k in cases[code]["kidneys"]}
+              for code in codes}
+    assert sorted(in_lps["LPS"]) == ["left", "right"], cases["LPS"]["notes"]
+    for code in codes[1:]:
+        assert sorted(in_lps[code]) == ["left", "right"], (code, cases[code]["notes"])
+        for side, box in in_lps[code].items():
+            assert np.abs(np.subtract(box, in_lps["LPS"][side])).max() <= 1, (code, side, box, in_lps["LPS"][side])
+
+
 def _array(path):
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
@@ -257,7 +280,9 @@ def test_predict_ct_pastes_the_roi_predictions_back_exactly_and_reports_a_ct_wit
     manifest = json.loads((out / "rois" / "roi_manifest.json").read_text())
     assert [(r["side"], r["box"]) for r in case_report["rois"]] == [(m["side"], m["box"]) for m in manifest]
     assert set(case_report["seconds"]) == {"localization", "cropping", "roi_prediction", "roi_prediction_all_cts",
-                                           "paste_and_write"}
+                                           "roi_preprocessing", "roi_sliding_window", "roi_resampling",
+                                           "roi_largest_component", "paste_and_write"}, "--no-crf: no roi_crf"
+    assert 0 < case_report["seconds"]["roi_sliding_window"] < case_report["seconds"]["roi_prediction_all_cts"]
 
     regions, predictions = [], []
     for roi in case_report["rois"]:
@@ -330,14 +355,6 @@ def test_predict_ct_takes_a_dicom_study_and_names_the_label_map_by_the_series(wh
     assert [entry["folder"] for entry in listing["skipped_series"]] == ["scout"]
 
 
-def _box_in(box, image, other):
-    """`box` (array order, half-open) of `image` as the box of the same voxels in `other` (permuted, flipped)."""
-    corners = [(x, y, z) for z in box[0] for y in box[1] for x in box[2]]
-    indices = np.array([other.TransformPhysicalPointToIndex(image.TransformIndexToPhysicalPoint(
-        (x - (x == box[2][1]), y - (y == box[1][1]), z - (z == box[0][1])))) for x, y, z in corners])[:, ::-1]
-    return [[int(indices[:, a].min()), int(indices[:, a].max()) + 1] for a in range(3)]
-
-
 def test_predict_ct_gives_the_same_labels_for_the_ct_stored_in_other_orientations(whole_cts, localized,
                                                                                  predict_ct_run, tiny_dataset):
     """The first CT stored axial LPS, axial RAS and sagittal first, with the same kidney boxes: every ROI is
@@ -354,7 +371,7 @@ def test_predict_ct_gives_the_same_labels_for_the_ct_stored_in_other_orientation
         sitk.WriteImage(other, str(folder / "cts" / f"{case}_0000.nii.gz"))
         entry = json.loads(json.dumps(report["cases"][case]))
         for kidney in entry["kidneys"]:
-            kidney["kidney_box"] = _box_in(kidney["kidney_box"], ct, other)
+            kidney["kidney_box"] = box_in(kidney["kidney_box"], ct, other)
         (folder / "boxes.json").write_text(json.dumps({**report, "cases": {case: entry}}))
         args = list(predict_ct_run.args)
         args[args.index("-i") + 1], args[args.index("--boxes") + 1] = folder / "cts", folder / "boxes.json"

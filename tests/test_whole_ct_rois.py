@@ -1,5 +1,7 @@
 """Whole-CT ROIs: the same boxes as `convert --roi`, exact pasting back with the overlap rule, volumes."""
 import itertools
+import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from nnunet_ppm.dataset_conversion.orientation import KITS_DIRECTION
 from nnunet_ppm.dataset_conversion.roi import (CT_PAD_VALUE, Length, RoiWindow, crop_image, find_kidneys,
                                                kidney_rois)
 from nnunet_ppm.localization.localizer import LocatedKidney, Localization
-from nnunet_ppm.whole_ct.predict_ct import roi_window_of
+from nnunet_ppm.whole_ct.predict_ct import CtRecord, add_roi_step_seconds, roi_window_of
 from nnunet_ppm.whole_ct.recall import roi_recall
 from nnunet_ppm.whole_ct.rois import CtRoi, NO_OWNER, check_roi_prediction, paste_rois, rois_for, volumes_ml
 from test_roi import as_image, two_kidney_label
@@ -132,3 +134,20 @@ def test_recall_counts_each_kidneys_voxels_inside_the_box_of_its_side():
     full = roi_recall("c", image, {k.side: k.bounds for k in (right, left)})
     assert {r.side: (r.fraction, r.box_over_kidney_box) for r in full} == {"right": (1.0, 1.0), "left": (1.0, 1.0)}
 
+
+
+def test_each_ct_gets_the_step_seconds_of_its_rois_summed_and_an_untimed_roi_is_an_error(tmp_path):
+    def record(case, *sides):
+        return CtRecord(SimpleNamespace(case_id=case), None, [SimpleNamespace(roi_case=f"{case}_{s}") for s in sides],
+                        {"cropping": 0.5})
+    two_rois, no_roi, untimed = record("case_a", "right", "left"), record("case_b"), record("case_c", "right")
+    add_roi_step_seconds([two_rois], tmp_path)
+    assert two_rois.seconds == {"cropping": 0.5}, "no case_seconds.json (an untimed ROI prediction): nothing added"
+
+    (tmp_path / "case_seconds.json").write_text(json.dumps({"case_a_right": {"sliding_window": 1.25, "crf": 0.5},
+                                                            "case_a_left": {"sliding_window": 2.0, "crf": 0.25}}))
+    add_roi_step_seconds([two_rois, no_roi], tmp_path)
+    assert two_rois.seconds == {"cropping": 0.5, "roi_sliding_window": 3.25, "roi_crf": 0.75}
+    assert no_roi.seconds == {"cropping": 0.5}
+    with pytest.raises(ValueError, match="does not time ROI case_c_right of CT case_c"):
+        add_roi_step_seconds([untimed], tmp_path)

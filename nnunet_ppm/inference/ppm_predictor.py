@@ -23,6 +23,16 @@ Post-processing applies to file-based prediction (``predict_from_files``);
 in-memory callers (``predict_single_npy_array``) get nnU-Net's results and can
 call ``postprocess_probabilities`` themselves.
 
+With post-processing, or with ``num_processes_segmentation_export=0``, the
+predictor times every case (``case_seconds``; ``nnunet_ppm predict`` writes
+them to OUT/case_seconds.json, :func:`case_seconds_file`): "preprocessing"
+(how long the network's loop waited for the case's preprocessed data: all
+of the preprocessing in this process, the part not hidden behind the
+network with workers), "sliding_window" (the network, until its output is
+on the CPU), and with post-processing "resampling" (nnU-Net's export to the
+raw image's geometry), "crf" and "largest_component" (measured where they
+ran, in an export worker or here).
+
 ``predict_from_files`` with ``num_processes_preprocessing=0`` preprocesses in
 this process (nnU-Net's ``PreprocessAdapter``), and with
 ``num_processes_segmentation_export=0`` exports in this process: with both 0
@@ -33,7 +43,9 @@ working, unlike nnU-Net's ``predict_from_files_sequential``.
 import concurrent.futures
 import multiprocessing
 import os
-from typing import List, Optional
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -57,8 +69,9 @@ AGGREGATIONS = ("gaussian", "vote")
 def export_postprocessed_prediction(logits: np.ndarray, properties: dict, configuration_manager: ConfigurationManager,
                                     plans_manager: PlansManager, dataset_json: dict, output_file_truncated: str,
                                     image_files: List[str], settings: PostprocessingSettings,
-                                    save_probabilities: bool) -> None:
-    """Resample one case's logits like nnU-Net's export, then post-process and write it (runs in a worker).
+                                    save_probabilities: bool) -> Dict[str, float]:
+    """Resample one case's logits like nnU-Net's export, then post-process and write it (runs in a worker); returns
+    the seconds of resampling and of each post-processing step.
 
     Args:
         logits: network output in the preprocessed geometry, shape (classes, *preprocessed shape).
@@ -71,18 +84,26 @@ def export_postprocessed_prediction(logits: np.ndarray, properties: dict, config
         settings: post-processing settings.
         save_probabilities: also write nnU-Net's .npz probabilities and .pkl properties.
     """
+    start = time.perf_counter()
     label_manager = plans_manager.get_label_manager(dataset_json)
     _, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(
         logits, plans_manager, configuration_manager, label_manager, properties, return_probabilities=True)
     del logits
+    seconds = {"resampling": round(time.perf_counter() - start, 3)}
     if save_probabilities:
         with atomic_output(output_file_truncated + ".npz") as temporary:
             np.savez_compressed(str(temporary), probabilities=probabilities)
         with atomic_output(output_file_truncated + ".pkl") as temporary:
             save_pickle(properties, str(temporary))
-    postprocess_and_write_case(os.path.basename(output_file_truncated), probabilities, properties, image_files,
-                               output_file_truncated + dataset_json["file_ending"],
-                               plans_manager.image_reader_writer_class(), settings)
+    return {**seconds, **postprocess_and_write_case(os.path.basename(output_file_truncated), probabilities, properties,
+                                                     image_files, output_file_truncated + dataset_json["file_ending"],
+                                                     plans_manager.image_reader_writer_class(), settings)}
+
+
+def case_seconds_file(folder: str, part_id: int = 0, num_parts: int = 1) -> Path:
+    """Where ``nnunet_ppm predict`` writes the seconds of the cases it timed: FOLDER/case_seconds.json, or with
+    several parts FOLDER/case_seconds_part<part_id>.json (parts may run at the same time)."""
+    return Path(folder) / ("case_seconds.json" if num_parts == 1 else f"case_seconds_part{part_id}.json")
 
 
 def _log_fractions_of_tally(tally: torch.Tensor) -> torch.Tensor:
@@ -108,6 +129,7 @@ class PPMPredictor(nnUNetPredictor):
         self.aggregation = aggregation
         self.postprocessing = postprocessing
         self._image_files_by_output = {}
+        self.case_seconds: Dict[str, Dict[str, float]] = {}  # {case: {step: seconds}}, see the module docstring
 
     @torch.inference_mode()
     def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers, do_on_device: bool = True):
@@ -200,23 +222,29 @@ class PPMPredictor(nnUNetPredictor):
         if num_processes_segmentation_export > 0:
             workers = concurrent.futures.ProcessPoolExecutor(num_processes_segmentation_export,
                                                              mp_context=multiprocessing.get_context("spawn"))
-        pending = []
+        pending = {}  # {future: the seconds of its case}
         try:
+            waiting = time.perf_counter()
             for preprocessed in data_iterator:
                 ofile = preprocessed["ofile"]
                 if ofile is None:
                     raise ValueError("in-process export and post-processing write files: give output file names")
                 print(f"\nPredicting {os.path.basename(ofile)}:")
+                start = time.perf_counter()
                 logits = self.predict_logits_from_preprocessed_data(preprocessed["data"]).cpu().detach().numpy()
+                seconds = self.case_seconds[os.path.basename(ofile)] = {
+                    "preprocessing": round(start - waiting, 3), "sliding_window": round(time.perf_counter() - start, 3)}
                 task = self._export_task(logits, preprocessed["data_properties"], ofile, save_probabilities)
                 if workers is None:
-                    task[0](*task[1:])
-                    continue
-                while sum(not f.done() for f in pending) >= num_processes_segmentation_export + 1:
-                    concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                pending.append(workers.submit(*task))
-            for future in tqdm(pending, desc="post-processing and export", disable=not self.allow_tqdm):
-                future.result()
+                    seconds.update(task[0](*task[1:]) or {})
+                else:
+                    while sum(not f.done() for f in pending) >= num_processes_segmentation_export + 1:
+                        concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                    pending[workers.submit(*task)] = seconds
+                waiting = time.perf_counter()
+            for future, seconds in tqdm(pending.items(), desc="post-processing and export",
+                                        disable=not self.allow_tqdm):
+                seconds.update(future.result() or {})
         finally:
             if workers is not None:
                 workers.shutdown(cancel_futures=True)

@@ -8,9 +8,12 @@ Takes nnUNetv2_predict's arguments with the same defaults, so that
 CRF and largest component are on by default (``--no-crf``, ``--no-lcc``);
 ``--aggregation vote`` assembles overlapping sub-volumes by majority vote
 (over folds x tiles with several folds); ``--paper`` is the paper's whole
-inference in one flag (see ``paper_recipe``).
+inference in one flag (see ``paper_recipe``). With post-processing (or -nps 0)
+OUT/case_seconds.json holds the seconds of each step per case that this call
+predicted (see ``ppm_predictor``; written at the end, atomically).
 """
 import argparse
+import json
 import multiprocessing
 from pathlib import Path
 
@@ -20,7 +23,8 @@ from nnunetv2.utilities.file_path_utilities import get_output_folder
 
 from nnunet_ppm.dataset_names import dataset_name
 from nnunet_ppm.inference.paper_recipe import PAPER_HELP, resolve_prediction_arguments
-from nnunet_ppm.inference.ppm_predictor import AGGREGATIONS, PPMPredictor
+from nnunet_ppm.atomic_io import write_text_atomic
+from nnunet_ppm.inference.ppm_predictor import AGGREGATIONS, PPMPredictor, case_seconds_file
 from nnunet_ppm.postprocessing.cli_options import add_postprocessing_arguments, settings_from_args
 
 
@@ -89,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     folds = [f if f == "all" else int(f) for f in args.f]
     predictor.initialize_from_trained_model_folder(model_folder, folds, checkpoint_name=args.chk)
     maybe_mkdir_p(args.o)
+    seconds_file = case_seconds_file(args.o, args.part_id, args.num_parts)
+    seconds_file.unlink(missing_ok=True)  # an earlier call's; this call's is written when it has finished
     if postprocessing is not None:
         postprocessing.crf_params.to_json(join(args.o, "postprocessing_settings.json"), use_crf=settings.use_crf,
                                           use_lcc=settings.use_lcc, lcc_mode=settings.lcc_mode,
@@ -101,4 +107,6 @@ def run(args: argparse.Namespace) -> int:
                                  num_processes_segmentation_export=args.nps,
                                  folder_with_segs_from_prev_stage=args.prev_stage_predictions,
                                  num_parts=args.num_parts, part_id=args.part_id)
+    if predictor.case_seconds:
+        write_text_atomic(seconds_file, json.dumps(predictor.case_seconds, indent=1) + "\n")
     return 0

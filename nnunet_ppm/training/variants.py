@@ -9,6 +9,10 @@ and save checkpoint_latest.pth after every epoch, so that tests get the same
 model from the same data and can kill and resume a training.
 nnUNetTrainer_debug is stock nnU-Net with that same budget, the baseline that
 PPMTrainer_debug is compared with in tests and the smoke run.
+nnUNetTrainer_untrained trains nothing and skips the final validation: its
+checkpoint_final.pth holds nnU-Net's initial weights, a network to time
+(benchmarks/whole_ct.py --against-nnunet: nnUNetTrainer_debug on its 2 mm whole
+CTs grew past 9 GB on the CPU and was killed for memory).
 
 The `_cpuDemo` pair gives both methods of `nnunet_ppm demo` the same training
 time on 2 CPU cores, as a fixed number of iterations per trainer from its
@@ -305,6 +309,21 @@ class PPMTrainer_debug(DebugBudget, PPMTrainer):
 
 
 class nnUNetTrainer_debug(DebugBudget, nnUNetTrainer):
+    pass
+
+
+class Untrained:
+    """Mixin for an nnU-Net trainer: no epoch and no final validation; checkpoint_final.pth holds the initial weights."""
+
+    def run_training(self) -> None:
+        self.on_train_start()
+        self.on_train_end()
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        self.print_to_log_file("untrained network (a network to time): no validation")
+
+
+class nnUNetTrainer_untrained(Untrained, DebugBudget, nnUNetTrainer):
     pass
 
 

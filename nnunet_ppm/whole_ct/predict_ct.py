@@ -8,7 +8,12 @@ Per CT it writes ``OUT/<case>.nii.gz`` (labels in the CT's own geometry) and
 the roi_manifest.json convention, ``kidney_box``), volumes in ml per side and
 label, and timings in seconds. ``roi_prediction`` is this CT's share of the one
 ROI prediction run over all CTs (split by ROI voxels);
-``roi_prediction_all_cts`` is that run's wall time.
+``roi_prediction_all_cts`` is that run's wall time. Where the ROI prediction
+timed its cases (``nnunet_ppm predict`` with post-processing or -nps 0: its
+case_seconds.json), the steps of this CT's ROIs, summed over them:
+``roi_preprocessing``, ``roi_sliding_window``, ``roi_resampling``, ``roi_crf``,
+``roi_largest_component`` (those that ran; see
+:mod:`nnunet_ppm.inference.ppm_predictor`).
 """
 import json
 import shutil
@@ -28,6 +33,7 @@ from nnunet_ppm.dataset_conversion.output_folder import scratch_folder
 from nnunet_ppm.dataset_conversion.roi import RoiWindow, parse_in_plane_size, parse_length
 from nnunet_ppm.evaluation.labels import scheme_from_labels
 from nnunet_ppm.evaluation.scope import conversion_record
+from nnunet_ppm.inference.ppm_predictor import case_seconds_file
 from nnunet_ppm.localization.localizer import CtCase, KidneyLocalizer, Localization
 from nnunet_ppm.whole_ct.report import write_report
 from nnunet_ppm.whole_ct.rois import (CtRoi, check_roi_prediction, paste_rois, reoriented, rois_for, volumes_ml,
@@ -90,6 +96,22 @@ def share_prediction_time(records: Sequence[CtRecord], seconds: float) -> None:
     for record in records:
         record.seconds["roi_prediction"] = round(seconds * record.roi_voxels / total, 3) if total else 0.0
         record.seconds["roi_prediction_all_cts"] = round(seconds, 3)
+
+
+def add_roi_step_seconds(records: Sequence[CtRecord], prediction_folder: Path) -> None:
+    """Add the seconds of each step of a CT's ROIs (summed, keys ``roi_<step>``) from the ROI prediction's
+    case_seconds.json, where it wrote one."""
+    path = case_seconds_file(prediction_folder)
+    if not path.is_file():
+        return
+    per_case = json.loads(path.read_text(encoding="utf-8"))
+    for record in records:
+        for roi in record.rois:
+            if roi.roi_case not in per_case:
+                raise ValueError(f"{path} does not time ROI {roi.roi_case} of CT {record.ct.case_id}")
+            for step, seconds in per_case[roi.roi_case].items():
+                key = f"roi_{step}"
+                record.seconds[key] = round(record.seconds.get(key, 0.0) + seconds, 3)
 
 
 def paste_and_write(record: CtRecord, prediction_folder: Path, roi_ending: str, out: Path, label_names: dict,
@@ -171,6 +193,7 @@ def predict_whole_cts(cases: Sequence[CtCase], localizer: KidneyLocalizer, windo
             start = time.perf_counter()
             predict_rois(images, predictions)
             share_prediction_time(records, time.perf_counter() - start)
+            add_roi_step_seconds(records, predictions)
         reports = [paste_and_write(record, predictions, roi_ending, out, label_names, about, dicom_seg, with_report)
                    for record in tqdm(records, desc="pasting back", unit="CT", disable=not progress)]
         if keep_rois:

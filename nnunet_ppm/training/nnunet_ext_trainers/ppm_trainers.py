@@ -12,4 +12,4 @@ from nnunet_ppm.training.variants import (PPMTrainer_5epochs, PPMTrainer_10epoch
                                           PPMTrainer_debug, PPMTrainer_gpuDemo, PPMTrainer_learningCurve,
                                           PPMTrainer_learningCurveDemoLR, nnUNetTrainer_cpuDemo,
                                           nnUNetTrainer_debug, nnUNetTrainer_gpuDemo, nnUNetTrainer_learningCurve,
-                                          nnUNetTrainerBenchmark_3epochs_4its)
+                                          nnUNetTrainer_untrained, nnUNetTrainerBenchmark_3epochs_4its)
