@@ -29,7 +29,9 @@ busier machine during training does not stretch; the wall time of the
 training epochs (validation iterations included) is kept beside it in
 curve.json and the table. Each kept checkpoint predicts the held-out whole CTs
 end to end (ROI cells: the atlases' kidney boxes and `predict-ct --boxes`;
-whole-CT cell: `nnUNetv2_predict`) and is scored by `nnunet_ppm evaluate`; the
+whole-CT cell: `nnUNetv2_predict`), every method without test-time mirroring (`--disable_tta`; our
+choice: the same setting for all, 8x fewer network passes on the CPU; the paper does not mirror), and is
+scored by `nnunet_ppm evaluate`; the
 final ones go through `nnunet_ppm leaderboard` (Dice, MSSD, Surface Dice: the
 Table-I-style rows). Prediction time per held-out CT is measured per cell on
 the same machine (the command's wall time over the CTs, plus the ROI cells'
@@ -226,7 +228,8 @@ def main() -> None:
             out = work / "predictions" / method.folder_name / f"epoch_{epoch}"
             timing = out.with_name(f"epoch_{epoch}_seconds_per_ct.json")
             started = time.perf_counter()
-            experiment.predict(datasets, method, out, args.device, 1, boxes, checkpoint=f"checkpoint_epoch_{epoch}.pth")
+            experiment.predict(datasets, method, out, args.device, 1, boxes, checkpoint=f"checkpoint_epoch_{epoch}.pth",
+                               mirroring=False)
             if not timing.is_file():  # written once the prediction has run (a reused one keeps its own)
                 timing.write_text(json.dumps((time.perf_counter() - started) / cts), encoding="utf-8")
             if epoch == epochs:

@@ -234,15 +234,15 @@ class Experiment:
 
     def predict(self, datasets: Datasets, method: Method, out: Path, device: str, processes: int,
                 boxes: Optional[Path] = None, fold: str = "0", checkpoint: Optional[str] = None,
-                images: Optional[Path] = None, localizer: Optional[Sequence] = None) -> Path:
+                images: Optional[Path] = None, localizer: Optional[Sequence] = None, mirroring: bool = True) -> Path:
         """The held-out whole CTs (or those of folder `images`) predicted end to end by `method` into `out` (reused
         when every CT is there; else the command's time and peak memory are in ``self.steps.last_run`` after it).
         An ROI method's CTs are localised by `localizer` (predict-ct's options, e.g. ``["--atlases", folder]``) or
-        else read from `boxes`."""
+        else read from `boxes`. ``mirroring=False``: no test-time mirroring (``--disable_tta``)."""
         images = images or datasets.test_images
         common = ["-i", images, "-o", out, "-d", dataset_id(datasets.of(method)), "-c", "3d_fullres",
                   "-f", fold, "-tr", method.trainer, "-p", method.plans, "-device", device, "-npp", processes,
-                  "-nps", processes] + (["-chk", checkpoint] if checkpoint else [])
+                  "-nps", processes] + (["-chk", checkpoint] if checkpoint else []) + ([] if mirroring else ["--disable_tta"])
         if method.on_rois:
             localizer = localizer or (["--boxes", boxes] if boxes else None)
             if localizer is None:
