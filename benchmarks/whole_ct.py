@@ -171,7 +171,7 @@ def recall_of(boxes: Path, targets: Path, window: RoiWindow,
     for ct in ct_cases(targets / "imagesTr"):
         rois = rois_for(localizer.locate(ct), ct.image, window)
         reference = sitk.ReadImage(str(targets / "labelsTr" / f"{ct.case_id}.nii.gz"))
-        recalls += roi_recall(ct.case_id, reference, {roi.side: roi.box for roi in rois})
+        recalls += roi_recall(ct.case_id, reference, {roi.side: roi.box for roi in rois}, ct.image)
         if tiles:
             roi_tiles += [tiles([stop - start for start, stop in roi.box], ct.image.GetSpacing()[::-1])
                           for roi in rois]

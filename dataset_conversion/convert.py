@@ -125,7 +125,7 @@ def convert_case(job: Tuple[SourceCase, CaseSettings]) -> CaseResult:
         _write_case(ct, dataset_label, case.case_id, settings.staging, settings.subset)
         result.outputs.append({"case": case.case_id})
         return result
-    rois = kidney_rois(dataset_label, settings.window, settings.keep_healthy)
+    rois = kidney_rois(dataset_label, settings.window, settings.keep_healthy, ct)
     for roi in rois:
         roi_case = f"{case.case_id}_{roi.side}"
         _write_case(crop_image(ct, roi.box, CT_PAD_VALUE), crop_image(dataset_label, roi.box, LABEL_PAD_VALUE),

@@ -22,7 +22,7 @@ Two independent steps, so whole-CT prediction can crop exactly like training:
 import math
 import re
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cc3d
 import numpy as np
@@ -30,6 +30,7 @@ import SimpleITK as sitk
 
 from nnunet_ppm.dataset_conversion.labels import KIDNEY, TUMOR
 from nnunet_ppm.dataset_conversion.orientation import anatomical_axes, slice_axis
+from nnunet_ppm.postprocessing.largest_component import body_midline, left_right_axis
 
 Box = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]
 
@@ -125,7 +126,7 @@ def sides_from_x(kidney_x: Sequence[float], reference_x: float) -> List[str]:
     """'left' or 'right' for each kidney from its physical LPS x (x grows towards the patient's left).
 
     Two kidneys: the one further to the patient's left is 'left'. One kidney:
-    compared with `reference_x` (e.g. the image centre).
+    compared with `reference_x` (the patient's midline, :func:`midline_x`, or the image centre).
     """
     if len(kidney_x) == 2:
         return ["left", "right"] if kidney_x[0] > kidney_x[1] else ["right", "left"]
@@ -141,11 +142,23 @@ class Kidney:
     bounds: Box
 
 
-def kidney_sides(label_image: sitk.Image) -> Tuple[np.ndarray, List[str]]:
+def midline_x(ct: sitk.Image) -> float:
+    """Physical (LPS) x of the patient's midline: the centre of the body in the CT (HU), found by
+    :func:`~nnunet_ppm.postprocessing.largest_component.body_midline` (the image's middle where no body shows)."""
+    array = sitk.GetArrayViewFromImage(ct)
+    lr_axis = left_right_axis(ct.GetDirection())
+    index = [(size - 1) / 2 for size in array.shape]
+    index[lr_axis] = body_midline(array, lr_axis)
+    return ct.TransformContinuousIndexToPhysicalPoint(index[::-1])[0]
+
+
+def kidney_sides(label_image: sitk.Image, ct: Optional[sitk.Image] = None) -> Tuple[np.ndarray, List[str]]:
     """:func:`kidney_map` of a label map with each kidney's side: (map, sides), sides[i] for kidney i + 1.
 
-    Used by :func:`find_kidneys` and by the atlases of whole-CT localisation,
-    so both tell the kidneys and their sides apart the same way.
+    A single kidney (nephrectomy, or a scan that holds one) is sided against the patient's midline in `ct` (the
+    label map's CT), so a patient off the image's centre keeps the right side; without a CT, against the
+    image's centre. Used by :func:`find_kidneys` and by the atlases of whole-CT localisation, so both tell the
+    kidneys and their sides apart the same way.
     """
     kidneys_map, count = kidney_map(sitk.GetArrayViewFromImage(label_image), label_image.GetSpacing()[::-1])
     if count == 0:
@@ -153,14 +166,21 @@ def kidney_sides(label_image: sitk.Image) -> Tuple[np.ndarray, List[str]]:
     centroids = cc3d.statistics(kidneys_map)["centroids"][1:]
     physical_x = [label_image.TransformContinuousIndexToPhysicalPoint(tuple(float(c) for c in centroid[::-1]))[0]
                   for centroid in centroids]
-    centre = tuple((s - 1) / 2 for s in label_image.GetSize())
-    return kidneys_map, sides_from_x(physical_x, label_image.TransformContinuousIndexToPhysicalPoint(centre)[0])
+    if count == 2:  # two kidneys are sided by each other (sides_from_x does not use the reference)
+        reference_x = 0.0
+    elif ct is not None:
+        reference_x = midline_x(ct)
+    else:
+        reference_x = label_image.TransformContinuousIndexToPhysicalPoint(
+            tuple((s - 1) / 2 for s in label_image.GetSize()))[0]
+    return kidneys_map, sides_from_x(physical_x, reference_x)
 
 
-def find_kidneys(label_image: sitk.Image) -> List[Kidney]:
-    """The kidneys of a label map (0 background, 1 kidney, 2 tumor, 3 cyst), right before left."""
+def find_kidneys(label_image: sitk.Image, ct: Optional[sitk.Image] = None) -> List[Kidney]:
+    """The kidneys of a label map (0 background, 1 kidney, 2 tumor, 3 cyst), right before left; a single kidney
+    sided against the patient's midline in `ct` (:func:`kidney_sides`)."""
     label = sitk.GetArrayViewFromImage(label_image)
-    kidneys_map, sides = kidney_sides(label_image)
+    kidneys_map, sides = kidney_sides(label_image, ct)
     if not sides:
         return []
     bounding_boxes = cc3d.statistics(kidneys_map)["bounding_boxes"][1:]
@@ -200,11 +220,13 @@ def roi_box(bounds: Box, spacing: Sequence[float], direction: Sequence[float], w
     return tuple(box), enlarged
 
 
-def kidney_rois(label_image: sitk.Image, window: RoiWindow = RoiWindow(), keep_healthy: bool = False) -> List[KidneyRoi]:
-    """One box per kidney of `label_image` (only kidneys with tumor unless `keep_healthy`), right before left."""
+def kidney_rois(label_image: sitk.Image, window: RoiWindow = RoiWindow(), keep_healthy: bool = False,
+                ct: Optional[sitk.Image] = None) -> List[KidneyRoi]:
+    """One box per kidney of `label_image` (only kidneys with tumor unless `keep_healthy`), right before left; a
+    single kidney sided against the patient's midline in `ct` (:func:`kidney_sides`)."""
     spacing = label_image.GetSpacing()[::-1]
     rois = []
-    for kidney in find_kidneys(label_image):
+    for kidney in find_kidneys(label_image, ct):
         if kidney.has_tumor or keep_healthy:
             box, enlarged = roi_box(kidney.bounds, spacing, label_image.GetDirection(), window)
             rois.append(KidneyRoi(kidney.side, kidney.has_tumor, box, enlarged))

@@ -63,6 +63,18 @@ def test_single_kidney_side_is_relative_to_the_image_centre():
     assert [k.side for k in find_kidneys(as_image(label))] == ["right"]
 
 
+def test_a_single_kidney_is_sided_against_the_patients_midline_when_the_ct_is_given():
+    label = two_kidney_label()
+    label[:, :, 40:] = 0  # one kidney, centred at x = 18 of 80: in the image's right half (LPS x to the left)
+    ct = np.full(label.shape, -1000, np.int16)
+    ct[:, 5:55, 0:31] = 40  # a patient lying against the image's edge: the body's middle at x = 15
+    kidneys = find_kidneys(as_image(label), as_image(ct))
+    assert [k.side for k in kidneys] == ["left"], "x = 18 lies to the patient's left of their midline at x = 15"
+    assert [roi.side for roi in kidney_rois(as_image(label), keep_healthy=True, ct=as_image(ct))] == ["left"]
+    assert [k.side for k in find_kidneys(as_image(label), as_image(np.full(label.shape, -1000, np.int16)))] == \
+        ["right"], "no body in the CT: the image's centre decides, as without a CT"
+
+
 def test_boxes_hold_every_voxel_of_their_kidney_and_only_tumor_kidneys_by_default():
     label = two_kidney_label()
     image = as_image(label)

@@ -78,7 +78,7 @@ def test_atlases_of_other_cts_find_every_kidney_and_its_roi_holds_99_percent_of_
         localization = localizer.locate(ct)
         rois = rois_for(localization, ct.image, WINDOW)
         reference = sitk.ReadImage(str(whole_cts.labels / f"{ct.case_id}.nii.gz"))
-        recalls = roi_recall(ct.case_id, reference, {roi.side: roi.box for roi in rois})
+        recalls = roi_recall(ct.case_id, reference, {roi.side: roi.box for roi in rois}, ct.image)
         assert sorted(r.side for r in recalls) == ["left", "right"]
         for recall in recalls:
             assert recall.found and recall.fraction >= 0.99, (recall, localization.notes)
@@ -94,7 +94,7 @@ def test_a_kidney_without_tumor_beside_a_large_tumor_keeps_an_roi_window_sized_b
     localization = localizer.locate(ct)
     rois = {roi.side: roi for roi in rois_for(localization, ct.image, WINDOW)}
     reference = sitk.ReadImage(str(target / "labelsTr" / "case_00042.nii.gz"))
-    recalls = {r.side: r for r in roi_recall(ct.case_id, reference, {side: roi.box for side, roi in rois.items()})}
+    recalls = {r.side: r for r in roi_recall(ct.case_id, reference, {side: roi.box for side, roi in rois.items()}, ct.image)}
     assert sorted(recalls) == ["left", "right"], localization.notes
     assert all(r.found and r.fraction >= 0.99 for r in recalls.values()), (recalls, localization.notes)
     assert not rois["right"].enlarged, (rois["right"], localization.notes)
@@ -104,7 +104,7 @@ def test_a_kidney_without_tumor_beside_a_large_tumor_keeps_an_roi_window_sized_b
 def _held(localization, ct, reference):
     """{side: KidneyRecall} of the located kidneys' ROIs (WINDOW) over the reference label map."""
     rois = {roi.side: roi.box for roi in rois_for(localization, ct.image, WINDOW)}
-    return {r.side: r for r in roi_recall(ct.case_id, reference, rois)}
+    return {r.side: r for r in roi_recall(ct.case_id, reference, rois, ct.image)}
 
 
 def test_a_scan_ending_inside_a_kidney_gives_a_clipped_box_and_a_note_naming_the_edge(whole_cts):

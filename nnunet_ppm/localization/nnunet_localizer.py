@@ -77,7 +77,7 @@ class NnunetLocalizer(KidneyLocalizer):
         label = sitk.GetImageFromArray(segmentation.astype(np.uint8))
         label.CopyInformation(ct.image)
         kidneys = []
-        for kidney in find_kidneys(label):
+        for kidney in find_kidneys(label, ct.image):
             bounds = tuple(slice(start, stop) for start, stop in kidney.bounds)
             foreground = 1.0 - probabilities[0][bounds][segmentation[bounds] > 0]
             kidneys.append(LocatedKidney(kidney.side, kidney.bounds, float(foreground.mean())))

@@ -9,7 +9,7 @@ box's volume inside the image over the volume of the kidney's own bounding box
 (kidney + tumor + cyst): what the box costs beyond what it must hold.
 """
 from dataclasses import dataclass
-from typing import List, Mapping
+from typing import List, Mapping, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -39,9 +39,11 @@ class KidneyRecall:
         return self.box_voxels / self.kidney_box_voxels if self.found and self.kidney_box_voxels else float("nan")
 
 
-def roi_recall(case: str, reference: sitk.Image, boxes: Mapping[str, Box]) -> List[KidneyRecall]:
-    """Recall of every kidney of `reference` (a label map in the CT's geometry) by the ROI `boxes` ({side: box})."""
-    kidneys_map, sides = kidney_sides(reference)
+def roi_recall(case: str, reference: sitk.Image, boxes: Mapping[str, Box],
+               ct: Optional[sitk.Image] = None) -> List[KidneyRecall]:
+    """Recall of every kidney of `reference` (a label map in the CT's geometry) by the ROI `boxes` ({side: box});
+    a single kidney is sided against the patient's midline in `ct` where it is given."""
+    kidneys_map, sides = kidney_sides(reference, ct)
     recalls = []
     for index, side in enumerate(sides):
         kidney = kidneys_map == index + 1
