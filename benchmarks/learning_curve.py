@@ -3,6 +3,7 @@
     python benchmarks/learning_curve.py --work /data/lc --record           # CTs painted onto ../shared/data KiTS19
     python benchmarks/learning_curve.py --source /data/kits19 --layout kits19 --work /data/lc --record   # real CTs
     python benchmarks/learning_curve.py --work /tmp/lc --train-cases 8 --test-cases 3 --minutes 1  # a quick look
+    python benchmarks/learning_curve.py --work /data/lc --score-trained-cells   # beside a run: score its curve early
 
 The experiment is `nnunet_ppm demo`'s (nnunet_ppm.experiment), larger: whole
 CTs (painted onto --train-cases + --test-cases real KiTS19 label maps coarsened
@@ -61,7 +62,7 @@ import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import matplotlib
 
@@ -125,6 +126,22 @@ def painted_label_maps(train_cases: int, test_cases: int, seed: int) -> List[Pat
     return sorted(random.Random(seed).sample(maps, train_cases + test_cases))
 
 
+def predict_checkpoint(experiment: Experiment, datasets: Datasets, method: Method, epoch: int, boxes: Path,
+                       device: str) -> Tuple[Path, float]:
+    """The held-out whole CTs predicted end to end by `method`'s checkpoint after `epoch` epochs, without
+    test-time mirroring, and scored: (prediction folder, seconds per CT of the prediction command; reused)."""
+    out = experiment.work / "predictions" / method.folder_name / f"epoch_{epoch}"
+    timing = out.with_name(f"epoch_{epoch}_seconds_per_ct.json")
+    started = time.perf_counter()
+    experiment.predict(datasets, method, out, device, 1, boxes, checkpoint=f"checkpoint_epoch_{epoch}.pth",
+                       mirroring=False)
+    if not timing.is_file():  # written once the prediction has run (a reused one keeps its own)
+        cts = len(list(datasets.test_images.glob("*_0000.nii.gz")))
+        timing.write_text(json.dumps((time.perf_counter() - started) / cts), encoding="utf-8")
+    evaluate(experiment, datasets, out)
+    return out, json.loads(timing.read_text(encoding="utf-8"))
+
+
 def evaluate(experiment: Experiment, datasets: Datasets, predictions: Path) -> Dict[str, float]:
     """Mean kidney, tumor and kidney+tumor Dice of a prediction folder (`nnunet_ppm evaluate`; reused)."""
     scores = predictions.parent / f"{predictions.name}_scores"
@@ -172,6 +189,10 @@ def main() -> None:
     parser.add_argument("-device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     parser.add_argument("--dataset-id", type=int, default=980, help="whole-CT dataset id; the ROIs get the next")
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
+    parser.add_argument("--score-trained-cells", action="store_true",
+                        help="only predict and score the checkpoints before the last of every cell that has finished "
+                             "training, then stop: run beside the main run, it scores the curve's points while the "
+                             "next cells train (the last checkpoints, timed, are left to the main run)")
     args = parser.parse_args()
 
     work = args.work.resolve()
@@ -210,10 +231,17 @@ def main() -> None:
         iterations[key] = max(IterationsFromEnvironment.budget_epochs, round(args.minutes * 60 / seconds))
         print(f"{method.trainer} on {method.plans} ({'ROIs' if method.on_rois else 'whole CTs'}): {seconds:.2f} s "
               f"per iteration -> {iterations[key]} iterations", flush=True)
-        experiment.train(datasets, method, args.device, extra_env={ITERATIONS_ENV: str(iterations[key]),
-                                                                  "nnUNet_n_proc_DA": "0"})
+        if not args.score_trained_cells:
+            experiment.train(datasets, method, args.device, extra_env={ITERATIONS_ENV: str(iterations[key]),
+                                                                      "nnUNet_n_proc_DA": "0"})
 
     epochs = IterationsFromEnvironment.budget_epochs
+    if args.score_trained_cells:
+        for method in methods:
+            if (experiment.model_folder(datasets, method) / "fold_0" / "checkpoint_final.pth").is_file():
+                for epoch in range(1, epochs):
+                    predict_checkpoint(experiment, datasets, method, epoch, boxes, args.device)
+        return
     epoch_times = {}
     for method in methods:
         logging = torch.load(experiment.model_folder(datasets, method) / "fold_0" / "checkpoint_final.pth",
@@ -222,19 +250,11 @@ def main() -> None:
                                                                       logging["epoch_end_timestamps"])]
     points: Dict[str, Dict[int, dict]] = {method.name: {} for method in methods}
     seconds_per_ct: Dict[str, float] = {}
-    cts = len(localisation)
     for epoch in [epochs, *range(1, epochs)]:  # the end of the budget (the table) first, then the curve
         for method in methods:
-            out = work / "predictions" / method.folder_name / f"epoch_{epoch}"
-            timing = out.with_name(f"epoch_{epoch}_seconds_per_ct.json")
-            started = time.perf_counter()
-            experiment.predict(datasets, method, out, args.device, 1, boxes, checkpoint=f"checkpoint_epoch_{epoch}.pth",
-                               mirroring=False)
-            if not timing.is_file():  # written once the prediction has run (a reused one keeps its own)
-                timing.write_text(json.dumps((time.perf_counter() - started) / cts), encoding="utf-8")
+            out, seconds = predict_checkpoint(experiment, datasets, method, epoch, boxes, args.device)
             if epoch == epochs:
-                seconds_per_ct[method.name] = (json.loads(timing.read_text(encoding="utf-8"))
-                                               + (localisation_seconds if method.on_rois else 0.0))
+                seconds_per_ct[method.name] = seconds + (localisation_seconds if method.on_rois else 0.0)
             done = max(1, round(iterations[method.model] / epochs)) * epoch  # as IterationsFromEnvironment splits them
             points[method.name][epoch] = {"epoch": epoch, "iterations": done,
                                           "budget_minutes": done * step_times[method.model]["seconds_per_iteration"] / 60,
