@@ -62,7 +62,7 @@ import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import matplotlib
 
@@ -127,28 +127,47 @@ def painted_label_maps(train_cases: int, test_cases: int, seed: int) -> List[Pat
 
 
 def predict_checkpoint(experiment: Experiment, datasets: Datasets, method: Method, epoch: int, boxes: Path,
-                       device: str) -> Tuple[Path, float]:
-    """The held-out whole CTs predicted end to end by `method`'s checkpoint after `epoch` epochs, without
-    test-time mirroring, and scored: (prediction folder, seconds per CT of the prediction command; reused)."""
+                       device: str, images: Optional[Path] = None) -> Tuple[Path, float]:
+    """The held-out whole CTs (or those of `images`) predicted end to end by `method`'s checkpoint after `epoch`
+    epochs, without test-time mirroring, and scored: (prediction folder, seconds per CT of the prediction
+    command; reused)."""
+    images = images or datasets.test_images
     out = experiment.work / "predictions" / method.folder_name / f"epoch_{epoch}"
     timing = out.with_name(f"epoch_{epoch}_seconds_per_ct.json")
     started = time.perf_counter()
     experiment.predict(datasets, method, out, device, 1, boxes, checkpoint=f"checkpoint_epoch_{epoch}.pth",
-                       mirroring=False)
+                       images=images, mirroring=False)
     if not timing.is_file():  # written once the prediction has run (a reused one keeps its own)
-        cts = len(list(datasets.test_images.glob("*_0000.nii.gz")))
+        cts = len(list(images.glob("*_0000.nii.gz")))
         timing.write_text(json.dumps((time.perf_counter() - started) / cts), encoding="utf-8")
     evaluate(experiment, datasets, out)
     return out, json.loads(timing.read_text(encoding="utf-8"))
 
 
-def evaluate(experiment: Experiment, datasets: Datasets, predictions: Path) -> Dict[str, float]:
-    """Mean kidney, tumor and kidney+tumor Dice of a prediction folder (`nnunet_ppm evaluate`; reused)."""
+def curve_images(work: Path, datasets: Datasets, cases: Optional[int]) -> Path:
+    """The held-out CTs whose Dice the curve follows: the first `cases` of them (sorted; links in
+    WORK/curve_images), or all of them (None)."""
+    images = sorted(datasets.test_images.glob("*_0000.nii.gz"))
+    if cases is None or cases >= len(images):
+        return datasets.test_images
+    folder = work / f"curve_images_{cases}"
+    folder.mkdir(exist_ok=True)
+    for image in images[:cases]:
+        if not (folder / image.name).is_symlink():
+            (folder / image.name).symlink_to(image)
+    return folder
+
+
+def evaluate(experiment: Experiment, datasets: Datasets, predictions: Path,
+             cases: Optional[Set[str]] = None) -> Dict[str, float]:
+    """Mean kidney, tumor and kidney+tumor Dice of a prediction folder (`nnunet_ppm evaluate`; reused), over
+    `cases` only where given."""
     scores = predictions.parent / f"{predictions.name}_scores"
     experiment.run_step(f"score {predictions.parent.name} {predictions.name}",
                         ["nnunet_ppm", "evaluate", "-ref", datasets.test_labels, "-pred", predictions, "-o", scores,
                          "-dj", datasets.whole_ct / "dataset.json"], scores / "metrics_per_case.csv")
-    rows = list(csv.DictReader(open(scores / "metrics_per_case.csv", encoding="utf-8")))
+    rows = [row for row in csv.DictReader(open(scores / "metrics_per_case.csv", encoding="utf-8"))
+            if cases is None or row["case"] in cases]
     return {structure: statistics.fmean(float(row[f"{structure}_dice"]) for row in rows)
             for structure in ("kidney", "tumor", "kidney_tumor")}
 
@@ -189,8 +208,14 @@ def main() -> None:
     parser.add_argument("-device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     parser.add_argument("--dataset-id", type=int, default=980, help="whole-CT dataset id; the ROIs get the next")
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
+    parser.add_argument("--curve-epochs", type=int, nargs="+", metavar="EPOCH",
+                        help="the earlier checkpoints (epochs done, 1-4) predicted for the curve (default: every one; "
+                             "fewer where predicting the held-out CTs costs too much)")
+    parser.add_argument("--curve-cases", type=int, metavar="N",
+                        help="the curve's earlier checkpoints predict the first N held-out CTs only (default: all; "
+                             "the end of the budget always predicts all of them)")
     parser.add_argument("--score-trained-cells", action="store_true",
-                        help="only predict and score the checkpoints before the last of every cell that has finished "
+                        help="only predict and score the --curve-epochs checkpoints of every cell that has finished "
                              "training, then stop: run beside the main run, it scores the curve's points while the "
                              "next cells train (the last checkpoints, timed, are left to the main run)")
     args = parser.parse_args()
@@ -236,11 +261,14 @@ def main() -> None:
                                                                       "nnUNet_n_proc_DA": "0"})
 
     epochs = IterationsFromEnvironment.budget_epochs
+    earlier = sorted({epoch for epoch in (args.curve_epochs or range(1, epochs)) if 1 <= epoch < epochs})
+    on_curve = curve_images(work, datasets, args.curve_cases)
+    curve_cases = {image.name[: -len("_0000.nii.gz")] for image in on_curve.glob("*_0000.nii.gz")}
     if args.score_trained_cells:
         for method in methods:
             if (experiment.model_folder(datasets, method) / "fold_0" / "checkpoint_final.pth").is_file():
-                for epoch in range(1, epochs):
-                    predict_checkpoint(experiment, datasets, method, epoch, boxes, args.device)
+                for epoch in earlier:
+                    predict_checkpoint(experiment, datasets, method, epoch, boxes, args.device, on_curve)
         return
     epoch_times = {}
     for method in methods:
@@ -248,26 +276,25 @@ def main() -> None:
                              map_location="cpu", weights_only=False)["logging"]
         epoch_times[method.name] = [end - start for start, end in zip(logging["epoch_start_timestamps"],
                                                                       logging["epoch_end_timestamps"])]
-    points: Dict[str, Dict[int, dict]] = {method.name: {} for method in methods}
-    seconds_per_ct: Dict[str, float] = {}
-    for epoch in [epochs, *range(1, epochs)]:  # the end of the budget (the table) first, then the curve
-        for method in methods:
-            out, seconds = predict_checkpoint(experiment, datasets, method, epoch, boxes, args.device)
-            if epoch == epochs:
-                seconds_per_ct[method.name] = seconds + (localisation_seconds if method.on_rois else 0.0)
-            done = max(1, round(iterations[method.model] / epochs)) * epoch  # as IterationsFromEnvironment splits them
-            points[method.name][epoch] = {"epoch": epoch, "iterations": done,
-                                          "budget_minutes": done * step_times[method.model]["seconds_per_iteration"] / 60,
-                                          "wall_minutes": sum(epoch_times[method.name][:epoch]) / 60,
-                                          "dice": evaluate(experiment, datasets, out)}
-    curve = {name: [by_epoch[epoch] for epoch in sorted(by_epoch)] for name, by_epoch in points.items()}
-    final = {method.name: work / "predictions" / method.folder_name / f"epoch_{epochs}" for method in methods}
-    (work / "curve.json").write_text(json.dumps({"budget": budget, "step_times": step_times, "curve": curve}, indent=1) + "\n", encoding="utf-8")
+
+    def point(method: Method, epoch: int, out: Path) -> dict:
+        """The curve's point of `method` after `epoch` epochs, scored from the predictions in `out` (the curve's CTs)."""
+        done = max(1, round(iterations[method.model] / epochs)) * epoch  # as IterationsFromEnvironment splits them
+        return {"epoch": epoch, "iterations": done,
+                "budget_minutes": done * step_times[method.model]["seconds_per_iteration"] / 60,
+                "wall_minutes": sum(epoch_times[method.name][:epoch]) / 60,
+                "dice": evaluate(experiment, datasets, out, curve_cases)}
+
     what = (f"{args.train_cases} training / {args.test_cases} held-out "
             + (f"CTs of {args.source}" if args.source else f"CTs painted onto KiTS19 labels at >= {args.spacing:g} mm")
             + f", {args.minutes:g} min of training per cell on {args.device}, PPM learning rate {args.ppm_lr}")
-    plot(curve, work / "learning_curve.png", what)
-
+    # the end of the budget first: the table, recorded before the curve's earlier points are predicted
+    points: Dict[str, Dict[int, dict]] = {method.name: {} for method in methods}
+    final, seconds_per_ct = {}, {}
+    for method in methods:
+        final[method.name], seconds = predict_checkpoint(experiment, datasets, method, epochs, boxes, args.device)
+        seconds_per_ct[method.name] = seconds + (localisation_seconds if method.on_rois else 0.0)
+        points[method.name][epochs] = point(method, epochs, final[method.name])
     board = work / "leaderboard"
     if not (board / "leaderboard.csv").is_file():
         experiment.leaderboard(datasets, final, REFERENCE, board)
@@ -276,18 +303,29 @@ def main() -> None:
                    "tumor Dice", "tumor MSSD mm", "tumor Surface Dice", "end-to-end s per held-out CT",
                    "vs default nnU-Net speed"])
     for method in methods:
-        row, last = rows[method.name], curve[method.name][-1]
+        row, last = rows[method.name], points[method.name][epochs]
         cell = lambda key: f"{float(row[key + '_mean']):.3f} ± {float(row[key + '_std']):.3f}"  # noqa: E731
         table.add([method.name, f"{step_times[method.model]['seconds_per_iteration']:.2f}", str(last["iterations"]),
                    f"{last['budget_minutes']:.1f}", f"{last['wall_minutes']:.1f}", cell("kidney_dice"),
                    cell("kidney_mssd_mm"), cell("kidney_surface_dice"), cell("tumor_dice"), cell("tumor_mssd_mm"),
                    cell("tumor_surface_dice"), f"{seconds_per_ct[method.name]:.1f}",
                    f"{seconds_per_ct[REFERENCE] / seconds_per_ct[method.name]:.2f}x"])
-    if args.record:
-        shutil.copyfile(work / "learning_curve.png", Path(__file__).with_name("learning_curve.png"))
+    recorded = work / "table_recorded"  # a rerun that adds curve points does not record the table again
+    if args.record and not recorded.is_file():
         table.record(f"Learning benchmark, end of budget (benchmarks/learning_curve.py: {what}; end to end on "
                      f"the held-out whole CTs; curve: learning_curve.png)", torch.device(args.device))
+        recorded.touch()
 
+    for epoch in earlier:  # the curve
+        for method in methods:
+            out, _ = predict_checkpoint(experiment, datasets, method, epoch, boxes, args.device, on_curve)
+            points[method.name][epoch] = point(method, epoch, out)
+    curve = {name: [by_epoch[epoch] for epoch in sorted(by_epoch)] for name, by_epoch in points.items()}
+    (work / "curve.json").write_text(json.dumps({"budget": budget, "step_times": step_times, "curve": curve}, indent=1)
+                                     + "\n", encoding="utf-8")
+    plot(curve, work / "learning_curve.png", what + f"; Dice of {len(curve_cases)} held-out CTs")
+    if args.record:
+        shutil.copyfile(work / "learning_curve.png", Path(__file__).with_name("learning_curve.png"))
 
 if __name__ == "__main__":
     main()
