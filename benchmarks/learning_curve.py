@@ -321,7 +321,8 @@ def main() -> None:
             out, _ = predict_checkpoint(experiment, datasets, method, epoch, boxes, args.device, on_curve)
             points[method.name][epoch] = point(method, epoch, out)
     curve = {name: [by_epoch[epoch] for epoch in sorted(by_epoch)] for name, by_epoch in points.items()}
-    (work / "curve.json").write_text(json.dumps({"budget": budget, "step_times": step_times, "curve": curve}, indent=1)
+    (work / "curve.json").write_text(json.dumps({"budget": budget, "curve": curve, "step_times": {
+        " / ".join(map(str, model)): timing for model, timing in step_times.items()}}, indent=1)
                                      + "\n", encoding="utf-8")
     plot(curve, work / "learning_curve.png", what + f"; Dice of {len(curve_cases)} held-out CTs")
     if args.record:
