@@ -166,13 +166,10 @@ def kidney_sides(label_image: sitk.Image, ct: Optional[sitk.Image] = None) -> Tu
     centroids = cc3d.statistics(kidneys_map)["centroids"][1:]
     physical_x = [label_image.TransformContinuousIndexToPhysicalPoint(tuple(float(c) for c in centroid[::-1]))[0]
                   for centroid in centroids]
-    if count == 2:  # two kidneys are sided by each other (sides_from_x does not use the reference)
-        reference_x = 0.0
-    elif ct is not None:
-        reference_x = midline_x(ct)
-    else:
-        reference_x = label_image.TransformContinuousIndexToPhysicalPoint(
-            tuple((s - 1) / 2 for s in label_image.GetSize()))[0]
+    if count == 2:  # sided by each other: no reference needed
+        return kidneys_map, sides_from_x(physical_x, math.nan)
+    centre = tuple((s - 1) / 2 for s in label_image.GetSize())
+    reference_x = midline_x(ct) if ct is not None else label_image.TransformContinuousIndexToPhysicalPoint(centre)[0]
     return kidneys_map, sides_from_x(physical_x, reference_x)
 
 
