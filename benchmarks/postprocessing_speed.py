@@ -5,6 +5,8 @@
     python benchmarks/postprocessing_speed.py --probabilities uncertain   # every voxel uncertain (worst case)
     python benchmarks/postprocessing_speed.py --mean-field-only --probabilities network uncertain crafted \
         --noise 0 10 20 30 --record                                   # the CRF per input kind and image noise
+    python benchmarks/postprocessing_speed.py --mean-field-only --probabilities trained \
+        --trained-rois OUT/rois --noise 0 10 20 30 --record           # a trained model's probabilities
 
 Cases come from nnU-Net-ppm's synthetic CT generator (preset "full": 512 x 512
 voxels of 0.6-0.9 mm); the ROI is 200 x 150 x 150 voxels around one kidney.
@@ -13,7 +15,12 @@ one-hot - 0.5)`` plus smooth noise - confident inside organs, uncertain at
 their borders ("network"); or the blurred one-hot plus strong voxel noise
 ("uncertain"), where no voxel is certain. "crafted": an ellipsoid kidney with a
 spherical tumor on its surface filling the ROI (one HU per tissue) and the
-"uncertain" probabilities of its labels. ``--noise`` adds Gaussian noise of that
+"uncertain" probabilities of its labels. "trained": a trained ROI model's own
+probabilities (``--trained-rois``: the ``rois`` folder of ``nnunet_ppm predict-ct
+--keep-rois --save_probabilities``), of the ROI where the model is least sure
+(most voxels whose largest probability is below 0.9), the CT crop and its
+probabilities resampled (linear) to 200 x 150 x 150 voxels over the same field
+of view, as if the model had been trained at that resolution. ``--noise`` adds Gaussian noise of that
 many HU to the CT (seeded), before the HU window.
 
 First table: the CRF mean field on the whole ROI, one row per input kind x
@@ -40,11 +47,13 @@ import concurrent.futures
 import multiprocessing
 import os
 import time
-from typing import Callable, Dict, Tuple
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
+import SimpleITK as sitk
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, zoom
 
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.dense_crf import CRF_BACKENDS, dense_crf
@@ -103,6 +112,27 @@ def imitated_probabilities(label: np.ndarray, spacing, seed: int, uncertainty: s
     np.exp(probabilities, out=probabilities)
     probabilities /= probabilities.sum(0)
     return probabilities
+
+
+def trained_roi(rois: Path) -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...], str]:
+    """(CT in HU, probabilities, spacing, ROI name) of the ROI of `rois` (predict-ct's kept ROIs with probabilities)
+    whose largest probability is below 0.9 in most voxels, both resampled (linear) to ROI_SHAPE over its field of
+    view; the probabilities renormalised."""
+    candidates = sorted((rois / "predictions").glob("*.npz"))
+    if not candidates:
+        raise SystemExit(f"no probability files (*.npz) in {rois / 'predictions'}: run nnunet_ppm predict-ct with "
+                         f"--keep-rois --save_probabilities and pass its OUT/rois")
+    unsure = {path: int((np.load(path)["probabilities"].max(0) < 0.9).sum()) for path in candidates}
+    path = max(candidates, key=unsure.get)
+    name = path.name[: -len(".npz")]
+    image = sitk.ReadImage(str(rois / "images" / f"{name}_0000.nii.gz"))
+    ct = sitk.GetArrayFromImage(image).astype(np.float32)
+    factors = [target / size for target, size in zip(ROI_SHAPE, ct.shape)]
+    probabilities = np.stack([zoom(p.astype(np.float32), factors, order=1) for p in np.load(path)["probabilities"]])
+    probabilities = np.clip(probabilities, 0, None)
+    probabilities /= probabilities.sum(0)
+    spacing = tuple(s / f for s, f in zip(image.GetSpacing()[::-1], factors))
+    return zoom(ct, factors, order=1), probabilities, spacing, name
 
 
 def kidney_roi(label: np.ndarray) -> Tuple[slice, ...]:
@@ -164,19 +194,24 @@ def agreement(labels: np.ndarray, reference: np.ndarray, argmax: np.ndarray) -> 
     return f"{np.mean(labels == reference):.5f}", on_changed
 
 
-def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int) -> Table:
+def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int,
+                         trained_rois: Optional[Path] = None) -> Table:
     """Table: torch and pydensecrf mean field on the whole ROI for every input kind x image noise."""
     table = Table(["input", "image noise HU", "voxels", "torch s", "pydensecrf s", "pydensecrf / torch",
                    "torch CPU s", "pydensecrf CPU s", "pydensecrf / torch, CPU", "agreement with pydensecrf", "agreement where pydensecrf changed the argmax",
                    "voxels pydensecrf changed"])
     for kind in kinds:
-        if kind == "crafted":
-            clean_ct, roi_label = crafted_roi()
-            roi_spacing, probability_kind = CRAFTED_SPACING, "uncertain"
+        if kind == "trained":
+            clean_ct, probabilities, roi_spacing, name = trained_roi(trained_rois)
+            kind = f"trained ({name})"
         else:
-            clean_ct, roi_label = np.ascontiguousarray(ct[roi]), np.ascontiguousarray(label[roi])
-            roi_spacing, probability_kind = spacing, kind
-        probabilities = imitated_probabilities(roi_label, roi_spacing, seed, probability_kind)
+            if kind == "crafted":
+                clean_ct, roi_label = crafted_roi()
+                roi_spacing, probability_kind = CRAFTED_SPACING, "uncertain"
+            else:
+                clean_ct, roi_label = np.ascontiguousarray(ct[roi]), np.ascontiguousarray(label[roi])
+                roi_spacing, probability_kind = spacing, kind
+            probabilities = imitated_probabilities(roi_label, roi_spacing, seed, probability_kind)
         argmax = probabilities.argmax(0)
         for noise_hu in noise_levels:
             image = with_noise(clean_ct, noise_hu, seed)
@@ -199,8 +234,10 @@ def largest_component(labels, lr_axis):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backends", nargs="+", default=["pydensecrf", "torch"])
-    parser.add_argument("--probabilities", nargs="+", choices=("network", "uncertain", "crafted"),
+    parser.add_argument("--probabilities", nargs="+", choices=("network", "uncertain", "crafted", "trained"),
                         default=["network"], help="input kinds of the mean-field table (the other table: the first)")
+    parser.add_argument("--trained-rois", type=Path, default=None, metavar="ROIS",
+                        help="for --probabilities trained: OUT/rois of predict-ct --keep-rois --save_probabilities")
     parser.add_argument("--noise", nargs="+", type=float, default=[0.0],
                         help="image noise levels in HU of the mean-field table (the other table: the first)")
     parser.add_argument("--mean-field-only", action="store_true", help="only the mean-field table")
@@ -214,12 +251,15 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if args.mean_field_only and set(args.probabilities) == {"crafted"}:
+    if "trained" in args.probabilities and args.trained_rois is None:
+        parser.error("--probabilities trained needs --trained-rois")
+    if args.mean_field_only and set(args.probabilities) <= {"crafted", "trained"}:
         ct = label = roi = spacing = None
     else:
         ct, label, spacing = synthetic_ct(args.seed)
         roi = kidney_roi(label)
-    mean_field_table = mean_field_per_input(args.probabilities, args.noise, ct, label, roi, spacing, args.seed)
+    mean_field_table = mean_field_per_input(args.probabilities, args.noise, ct, label, roi, spacing, args.seed,
+                                            args.trained_rois)
     if args.record:
         mean_field_table.record("CRF mean field per input kind and image noise (benchmarks/postprocessing_speed.py, "
                                 f"{shape_text(ROI_SHAPE)} ROI, 3 labels, 5 iterations, one CPU thread each"
@@ -227,7 +267,7 @@ def main() -> None:
     if args.mean_field_only:
         return
     kind, noise_hu = args.probabilities[0], args.noise[0]
-    if kind == "crafted":
+    if kind in ("crafted", "trained"):
         raise SystemExit("the per-step table needs a synthetic CT: put network or uncertain first")
     ct = with_noise(ct, noise_hu, args.seed)
     probabilities = imitated_probabilities(label, spacing, args.seed, kind)

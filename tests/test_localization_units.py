@@ -269,12 +269,17 @@ def test_edge_notes_name_the_anatomical_edges_a_kidney_box_reaches():
         == ["left", "lower"]
 
 
-def test_on_a_ct_coarser_than_the_opening_the_kidney_box_comes_from_the_atlases():
+def test_on_a_ct_coarser_than_the_opening_the_kidney_box_is_the_atlas_box_whatever_enhances_beside_it():
+    """5 mm slices: a 4 mm ball is less than a voxel along them, so no mass is searched, closed or not: an
+    enhancing vessel leaving the kidney and ending inside the search region does not grow the atlas box."""
     shape = (40, 120, 120)
     ct = np.full(shape, -100, np.int16)
-    ct[_mask(shape, ((10, 30), (40, 70), (40, 70)))] = 200
+    ct[_mask(shape, ((10, 30), (40, 70), (40, 70)))] = 200  # the kidney
+    ct[_mask(shape, ((15, 25), (50, 60), (70, 100)))] = 200  # a 10 mm vessel, 16 mm beyond the atlas region
     image = sitk.GetImageFromArray(ct)
-    image.SetSpacing((1.0, 1.0, 5.0))  # 5 mm slices: a 4 mm ball is less than a voxel
+    image.SetSpacing((1.0, 1.0, 5.0))
     region = ((4, 36), (26, 90), (30, 84))
     fused = FusedKidney("right", _mask(shape, ((12, 28), (45, 65), (45, 65))), _mask(shape, region), 8, 0.5, False)
-    assert kidney_box(image, fused, image, mass_search_mm=40).source.startswith("the atlases")
+    box = kidney_box(image, fused, image, mass_search_mm=40)
+    assert box.found == region and box.source.startswith("the atlases (the CT is coarser than 4 mm")
+    assert box.box == grow_box(region, ATLAS_MARGIN_MM, (5.0, 1.0, 1.0), shape)
