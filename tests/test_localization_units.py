@@ -232,8 +232,7 @@ def test_kidney_box_is_the_kidneys_mass_with_a_small_margin_when_the_atlases_kid
     assert found == kidney
     atlas_box = tuple((max(start - int(ATLAS_MARGIN_MM / step), 0), min(stop + int(ATLAS_MARGIN_MM / step), size))
                       for (start, stop), step, size in zip(region, spacing, shape))
-    assert kidney_box(image, fused, image, mass_search_mm=0) == (atlas_box, region, "the atlases (no enhancing "
-                                                                                     "kidney mass confirmed)")
+    assert kidney_box(image, fused, image, mass_search_mm=0) == (atlas_box, region, "the atlases (mass search off)")
     elsewhere = FusedKidney("right", _mask(shape, ((12, 28), (95, 115), (90, 110))), _mask(shape, region), 8, 0.5,
                             False)
     assert kidney_box(image, elsewhere, image, mass_search_mm=40)[0] == atlas_box, \
