@@ -268,17 +268,21 @@ def test_edge_notes_name_the_anatomical_edges_a_kidney_box_reaches():
         == ["left", "lower"]
 
 
-def test_on_a_ct_coarser_than_the_opening_the_kidney_box_is_the_atlas_box_whatever_enhances_beside_it():
-    """5 mm slices: a 4 mm ball is less than a voxel along them, so no mass is searched, closed or not: an
-    enhancing vessel leaving the kidney and ending inside the search region does not grow the atlas box."""
+def test_the_mass_search_runs_only_where_the_opening_resolves_a_plane():
+    """An enhancing vessel leaves the kidney and ends inside the search region. With 5 mm slices and 1 mm pixels the
+    opening cuts in-plane only: no closed mass, but the unclosed one grows the atlas box (a large tumor's rule). With
+    4.5 mm pixels the opening is less than a voxel in every direction: no search, the atlas box alone."""
     shape = (40, 120, 120)
     ct = np.full(shape, -100, np.int16)
     ct[_mask(shape, ((10, 30), (40, 70), (40, 70)))] = 200  # the kidney
-    ct[_mask(shape, ((15, 25), (50, 60), (70, 100)))] = 200  # a 10 mm vessel, 16 mm beyond the atlas region
-    image = sitk.GetImageFromArray(ct)
-    image.SetSpacing((1.0, 1.0, 5.0))
+    ct[_mask(shape, ((15, 25), (50, 60), (70, 100)))] = 200  # a vessel, 16 voxels beyond the atlas region
     region = ((4, 36), (26, 90), (30, 84))
     fused = FusedKidney("right", _mask(shape, ((12, 28), (45, 65), (45, 65))), _mask(shape, region), 8, 0.5, False)
+    image = sitk.GetImageFromArray(ct)
+    image.SetSpacing((1.0, 1.0, 5.0))
     box = kidney_box(image, fused, image, mass_search_mm=40)
-    assert box.found == region and box.source.startswith("the atlases (the CT is coarser than 4 mm")
-    assert box.box == grow_box(region, ATLAS_MARGIN_MM, (5.0, 1.0, 1.0), shape)
+    assert box.found == ((4, 36), (26, 90), (30, 100)) and box.source.startswith("the atlases (no enhancing")
+    image.SetSpacing((4.5, 4.5, 6.0))
+    box = kidney_box(image, fused, image, mass_search_mm=40)
+    assert box.found == region and box.source.startswith("the atlases (the CT is coarser than 4 mm in-plane")
+    assert box.box == grow_box(region, ATLAS_MARGIN_MM, (6.0, 4.5, 4.5), shape)

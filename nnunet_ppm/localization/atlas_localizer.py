@@ -20,17 +20,18 @@ shows the kidney (:func:`kidney_box`):
   (non-enhancing tumor, partial voxels). A kidney without tumor gets a box the
   size of the kidney, so its ROI is the ROI window; only a kidney or tumor
   that reaches beyond the window enlarges it;
-* otherwise (no mass, a mass that leaked into a neighbour, a mass elsewhere)
-  the atlas box, grown to hold the mass an unclosed search finds around it (a
-  large tumor whose closed mass leaked into a neighbour), then by
-  ATLAS_MARGIN_MM (five low-resolution voxels: registered atlases put a
-  kidney up to that far off);
-* on a CT coarser than OPENINGS_MM[0] along some axis (the demo's tiny CTs,
-  4.4 x 4.4 x 6 mm), where the opening cannot cut the kidney from its
-  vessels, or with the mass search turned off: the atlas box grown by
-  ATLAS_MARGIN_MM, with no search at all (there an unclosed mass runs along
-  the vessels to the scan's ends and tripled the demo's boxes along each
-  axis; measured in docs/demo.md);
+* otherwise (no mass, a mass that leaked into a neighbour, a mass elsewhere,
+  or slices coarser than OPENINGS_MM[0], where the opening cuts in-plane
+  only and the closed mass is not trusted) the atlas box, grown to hold the
+  mass an unclosed search finds around it (a large tumor whose closed mass
+  leaked into a neighbour), then by ATLAS_MARGIN_MM (five low-resolution
+  voxels: registered atlases put a kidney up to that far off);
+* on a CT coarser than OPENINGS_MM[0] in-plane too (the demo's tiny CTs,
+  4.4 x 4.4 x 6 mm), where the opening cannot cut the kidney from its vessels
+  at all, or with the mass search turned off: the atlas box grown by
+  ATLAS_MARGIN_MM, with no search (there an unclosed mass ran along the
+  vessels to the scan's ends and tripled the demo's boxes along each axis;
+  docs/demo.md);
 * but first, whether the kidney enhances: its attenuation is estimated from
   the CT inside the atlases' kidney (:func:`kidney_attenuation`: the median HU
   of the soft tissue in the middle third of the majority-vote kidney's box; a
@@ -165,15 +166,16 @@ def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search
         return KidneyBox(grow_box(atlas_box, UNENHANCED_MARGIN_MM, spacing, shape), atlas_box,
                          f"the atlases (the kidney's middle does not enhance, median {attenuation:.0f} HU: no "
                          f"enhancing mass to search for)")
-    # the closing and opening need a ball of at least one voxel: on coarser CTs the kidney cannot be told from the
-    # vessels beside it (a mass, closed or not, runs along them), and the atlas box alone applies
+    # the closing and opening need a ball of at least one voxel: where not even the two finest axes resolve it, the
+    # kidney cannot be told from the vessels beside it (a mass, closed or not, runs along them), and the atlas box
+    # alone applies; where only the slices are coarser (5 mm slices), the mass is not closed but may grow the box
     if not mass_search_mm:
         return KidneyBox(grow_box(atlas_box, ATLAS_MARGIN_MM, spacing, shape), atlas_box,
                          "the atlases (mass search off)")
-    if max(spacing) > OPENINGS_MM[0]:
+    if sorted(spacing)[1] > OPENINGS_MM[0]:
         return KidneyBox(grow_box(atlas_box, ATLAS_MARGIN_MM, spacing, shape), atlas_box,
-                         f"the atlases (the CT is coarser than {OPENINGS_MM[0]:g} mm along some axis: no mass search)")
-    mass = kidney_mass_box(ct, atlas_box, mass_search_mm)
+                         f"the atlases (the CT is coarser than {OPENINGS_MM[0]:g} mm in-plane: no mass search)")
+    mass = kidney_mass_box(ct, atlas_box, mass_search_mm) if max(spacing) <= OPENINGS_MM[0] else None
     if mass is not None and share_inside(atlas_kidney, mass) >= MIN_ATLAS_SHARE:
         return KidneyBox(grow_box(mass, MASS_MARGIN_MM, spacing, shape), mass, "the kidney's enhancing mass in the CT")
     grown = kidney_mass_box(ct, atlas_box, mass_search_mm, close=False)
