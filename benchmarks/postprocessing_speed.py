@@ -20,8 +20,8 @@ probabilities (``--trained-rois``: the ``rois`` folder of ``nnunet_ppm predict-c
 --keep-rois --save_probabilities``), of the ROI where the model is least sure
 (most voxels whose largest probability is below 0.9), the CT crop and its
 probabilities resampled (linear) to 200 x 150 x 150 voxels over the same field
-of view, as if the model had been trained at that resolution. ``--noise`` adds Gaussian noise of that
-many HU to the CT (seeded), before the HU window.
+of view, as if the model had been trained at that resolution. ``--noise`` adds
+Gaussian noise of that many HU to the CT (seeded), before the HU window.
 
 First table: the CRF mean field on the whole ROI, one row per input kind x
 image noise: torch and pydensecrf seconds (each in a fresh process), wall and
@@ -201,9 +201,10 @@ def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int
                    "torch CPU s", "pydensecrf CPU s", "pydensecrf / torch, CPU", "agreement with pydensecrf", "agreement where pydensecrf changed the argmax",
                    "voxels pydensecrf changed"])
     for kind in kinds:
+        row_kind = kind
         if kind == "trained":
             clean_ct, probabilities, roi_spacing, name = trained_roi(trained_rois)
-            kind = f"trained ({name})"
+            row_kind = f"trained ({name})"
         else:
             if kind == "crafted":
                 clean_ct, roi_label = crafted_roi()
@@ -219,7 +220,7 @@ def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int
             for backend in ("torch", "pydensecrf"):
                 measured = in_fresh_process(mean_field, backend, probabilities, image, roi_spacing)
                 seconds[backend], cpu[backend], labels[backend] = measured["wall"], measured["cpu"], measured["result"]
-            table.add([kind, f"{noise_hu:g}", shape_text(image.shape), f"{seconds['torch']:.2f}",
+            table.add([row_kind, f"{noise_hu:g}", shape_text(image.shape), f"{seconds['torch']:.2f}",
                        f"{seconds['pydensecrf']:.2f}", f"{seconds['pydensecrf'] / seconds['torch']:.1f}",
                        f"{cpu['torch']:.2f}", f"{cpu['pydensecrf']:.2f}", f"{cpu['pydensecrf'] / cpu['torch']:.1f}",
                        *agreement(labels["torch"], labels["pydensecrf"], argmax),

@@ -26,9 +26,9 @@ shows the kidney (:func:`kidney_box`):
   mass an unclosed search finds around it (a large tumor whose closed mass
   leaked into a neighbour), then by ATLAS_MARGIN_MM (five low-resolution
   voxels: registered atlases put a kidney up to that far off);
-* on a CT coarser than OPENINGS_MM[0] in-plane too (the demo's tiny CTs,
-  4.4 x 4.4 x 6 mm), where the opening cannot cut the kidney from its vessels
-  at all, or with the mass search turned off: the atlas box grown by
+* on a CT coarser than OPENINGS_MM[0] in-plane too (most of the demo's tiny
+  CTs: 3.6-5.0 mm pixels, 5-7 mm slices), where the opening cannot cut the
+  kidney from its vessels at all, or with the mass search turned off: the atlas box grown by
   ATLAS_MARGIN_MM, with no search (there an unclosed mass ran along the
   vessels to the scan's ends and tripled the demo's boxes along each axis;
   docs/demo.md);
