@@ -24,7 +24,8 @@ of view, as if the model had been trained at that resolution. ``--noise`` adds
 Gaussian noise of that many HU to the CT (seeded), before the HU window.
 
 First table: the CRF mean field on the whole ROI, one row per input kind x
-image noise: torch and pydensecrf seconds (each in a fresh process), wall and
+image noise: torch and pydensecrf seconds (each in a fresh process; with
+``--repeats N`` the median of N runs per backend, alternating), wall and
 CPU (both backends use one thread, so on a machine that other jobs share the
 CPU seconds say more about the work than the wall seconds), their ratios and
 the agreement of the labels. Its probabilities are imitated on the
@@ -48,6 +49,7 @@ import multiprocessing
 import os
 import time
 from pathlib import Path
+from statistics import median
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -195,8 +197,9 @@ def agreement(labels: np.ndarray, reference: np.ndarray, argmax: np.ndarray) -> 
 
 
 def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int,
-                         trained_rois: Optional[Path] = None) -> Table:
-    """Table: torch and pydensecrf mean field on the whole ROI for every input kind x image noise."""
+                         trained_rois: Optional[Path] = None, repeats: int = 1) -> Table:
+    """Table: torch and pydensecrf mean field on the whole ROI for every input kind x image noise; with `repeats`
+    > 1 each backend runs that many times (alternating, each in a fresh process) and the medians are reported."""
     table = Table(["input", "image noise HU", "voxels", "torch s", "pydensecrf s", "pydensecrf / torch",
                    "torch CPU s", "pydensecrf CPU s", "pydensecrf / torch, CPU", "agreement with pydensecrf", "agreement where pydensecrf changed the argmax",
                    "voxels pydensecrf changed"])
@@ -216,10 +219,13 @@ def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int
         argmax = probabilities.argmax(0)
         for noise_hu in noise_levels:
             image = with_noise(clean_ct, noise_hu, seed)
-            seconds, cpu, labels = {}, {}, {}
-            for backend in ("torch", "pydensecrf"):
-                measured = in_fresh_process(mean_field, backend, probabilities, image, roi_spacing)
-                seconds[backend], cpu[backend], labels[backend] = measured["wall"], measured["cpu"], measured["result"]
+            runs = {"torch": [], "pydensecrf": []}
+            for _ in range(repeats):
+                for backend, measured in runs.items():  # alternating, so that a change of load meets both backends
+                    measured.append(in_fresh_process(mean_field, backend, probabilities, image, roi_spacing))
+            seconds = {backend: median(run["wall"] for run in measured) for backend, measured in runs.items()}
+            cpu = {backend: median(run["cpu"] for run in measured) for backend, measured in runs.items()}
+            labels = {backend: measured[0]["result"] for backend, measured in runs.items()}  # the same every run
             table.add([row_kind, f"{noise_hu:g}", shape_text(image.shape), f"{seconds['torch']:.2f}",
                        f"{seconds['pydensecrf']:.2f}", f"{seconds['pydensecrf'] / seconds['torch']:.1f}",
                        f"{cpu['torch']:.2f}", f"{cpu['pydensecrf']:.2f}", f"{cpu['pydensecrf'] / cpu['torch']:.1f}",
@@ -247,6 +253,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, os.cpu_count()],
                         help="worker-process counts for the parallel-cases rows (none: skip them)")
     parser.add_argument("--parallel-cases", type=int, default=4, help="ROI cases per parallel-cases row")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs per backend and row of the mean-field table, alternating; the median is reported")
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     parser.add_argument("--note", default="", help="added to the recorded titles (e.g. an uncommitted change)")
     args = parser.parse_args()
@@ -260,10 +268,11 @@ def main() -> None:
         ct, label, spacing = synthetic_ct(args.seed)
         roi = kidney_roi(label)
     mean_field_table = mean_field_per_input(args.probabilities, args.noise, ct, label, roi, spacing, args.seed,
-                                            args.trained_rois)
+                                            args.trained_rois, args.repeats)
     if args.record:
+        repeats = f", median of {args.repeats} runs per backend" if args.repeats > 1 else ""
         mean_field_table.record("CRF mean field per input kind and image noise (benchmarks/postprocessing_speed.py, "
-                                f"{shape_text(ROI_SHAPE)} ROI, 3 labels, 5 iterations, one CPU thread each"
+                                f"{shape_text(ROI_SHAPE)} ROI, 3 labels, 5 iterations, one CPU thread each{repeats}"
                                 f"{args.note})", device)
     if args.mean_field_only:
         return
