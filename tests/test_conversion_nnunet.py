@@ -42,7 +42,8 @@ def test_every_converter_passes_nnunet_verification_with_and_without_roi(tmp_pat
 def smallest(folder, count, having=None):
     files = sorted(folder.glob("case_*.nii.gz"), key=lambda p: p.stat().st_size)
     if having is not None:
-        files = [f for f in files if np.any(sitk.GetArrayViewFromImage(sitk.ReadImage(str(f))) == having)]
+        # a copy, not a view: a view of a temporary image reads freed memory (a segfault crashed the suite once)
+        files = [f for f in files if np.any(sitk.GetArrayFromImage(sitk.ReadImage(str(f))) == having)]
     return files[:count]
 
 
