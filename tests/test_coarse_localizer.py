@@ -44,7 +44,7 @@ def test_a_coarse_model_trained_on_whole_cts_boxes_every_held_out_kidney(tmp_pat
     run_command(["nnUNetv2_extract_fingerprint", "-d", DATASET_ID, "-np", 1], env)
     run_command(["nnUNetv2_plan_experiment", "-d", DATASET_ID], env)
     run_command(["nnunet_ppm", "plan", "-d", DATASET_ID, "--patch", 24, 32, 32, "--batch-size", 2, "-np", 1], env)
-    training_env = {**env, ITERATIONS_ENV: str(COARSE_ITERATIONS), "nnUNet_n_proc_DA": "0", "OMP_NUM_THREADS": "1"}
+    training_env = {**env, ITERATIONS_ENV: str(COARSE_ITERATIONS), "nnUNet_n_proc_DA": "0"}
     run_command(["nnUNetv2_train", DATASET_ID, "3d_fullres", "0", "-tr", COARSE_TRAINER, "-p", "nnUNetPPMPlans",
                  "-device", "cpu"], training_env)
     raw = next((tmp_path / "nnUNet_raw").glob(f"Dataset{DATASET_ID}_*"))

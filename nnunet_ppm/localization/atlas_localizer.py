@@ -25,16 +25,16 @@ shows the kidney (:func:`kidney_box`):
   phase it held every kidney the atlas box missed and made the boxes tighter
   (docs/whole_ct.md; until then such CTs took the rule below);
 * otherwise (no mass, a mass that leaked into a neighbour, a mass elsewhere)
-  the atlas box, grown to hold the
-  mass an unclosed search finds around it (a large tumor whose closed mass
-  leaked into a neighbour), then by ATLAS_MARGIN_MM (five low-resolution
-  voxels: registered atlases put a kidney up to that far off);
+  the atlas box, grown to hold the mass an unclosed search finds around it
+  (a large tumor whose closed mass leaked into a neighbour), then by
+  ATLAS_MARGIN_MM (five low-resolution voxels: registered atlases put a
+  kidney up to that far off);
 * on a CT coarser than OPENINGS_MM[0] in-plane too (most of the demo's tiny
   CTs: 3.6-5.0 mm pixels, 5-7 mm slices), where the opening cannot cut the
-  kidney from its vessels at all, or with the mass search turned off: the atlas box grown by
-  ATLAS_MARGIN_MM, with no search (there an unclosed mass ran along the
-  vessels to the scan's ends and tripled the demo's boxes along each axis;
-  docs/demo.md);
+  kidney from its vessels at all, or with the mass search turned off: the
+  atlas box grown by ATLAS_MARGIN_MM, with no search (there an unclosed mass
+  ran along the vessels to the scan's ends and tripled the demo's boxes
+  along each axis; docs/demo.md);
 * but first, whether the kidney enhances: its attenuation is estimated from
   the CT inside the atlases' kidney (:func:`kidney_attenuation`: the median HU
   of the soft tissue in the middle third of the majority-vote kidney's box; a
