@@ -4,6 +4,13 @@ from pathlib import Path
 
 import pytest
 
+# Two pytest-xdist workers share CI's 2 cores, and nnU-Net sets torch to every core in each process
+# (nnUNetv2_train, nnUNetv2_predict -device cpu): OpenMP threads that spin while they wait then take the cores
+# from the other worker's process (measured here, a small 3D training step, 2 threads in each of 2 processes:
+# 0.14 s per step spinning, 0.06 s passive; alone 0.046 s and 0.033 s). Set before torch is imported; the
+# subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NNUNET_PPM_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 

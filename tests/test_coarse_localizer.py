@@ -1,9 +1,7 @@
 """The coarse-model localiser (`nnunet_ppm localize --coarse-model`) with a model trained until it localises.
 
-Marked slow: not in the default run (`pytest -m slow tests/test_coarse_localizer.py`). 186 s alone on 2 CPU
-cores; inside the suite, beside the smoke run's trainings, it took 620 s and the suite 913 s (over CI's 15
-minutes; docs/development.md). The default run keeps the coarse path's plumbing test with the smoke run's model
-(tests/test_whole_ct.py).
+186 s alone on 2 CPU cores; in the suite, on one worker beside the smoke run's trainings on the other, 278 s
+(docs/development.md). tests/test_whole_ct.py tests the coarse path's plumbing with the smoke run's model.
 """
 import json
 
@@ -16,7 +14,7 @@ from nnunet_ppm.training.variants import ITERATIONS_ENV
 from nnunet_ppm.whole_ct.recall import roi_recall
 from nnunet_runs import case_ids, command_env, run_command
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 DATASET_ID = 902
 # nnU-Net's trainer (its loss and learning rate) on the PPM network's plans: on the tiny whole CTs it localises

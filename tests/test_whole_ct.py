@@ -405,7 +405,7 @@ def test_an_exported_pipeline_installed_elsewhere_predicts_the_same_labels(whole
 
 def test_a_coarse_nnunet_model_localises_whole_cts(tiny_dataset, tmp_path):
     """The coarse-model path end to end with the smoke run's whole-CT model (4 iterations: it may find nothing). The
-    recall of a model trained until it localises: tests/test_coarse_localizer.py (slow: not in the default run)."""
+    recall of a model trained until it localises: tests/test_coarse_localizer.py."""
     whole_ct = tiny_dataset.whole_ct
     model = whole_ct.model("nnUNetTrainer_debug", "nnUNetPlans")  # default nnU-Net, trained on whole (tiny) CTs
     out = tmp_path / "coarse.json"
