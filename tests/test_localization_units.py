@@ -14,6 +14,7 @@ from nnunet_ppm.localization.atlas_set import SIDE_CODES, make_atlas
 from nnunet_ppm.localization.atlas_selection import k_medoids
 from nnunet_ppm.localization.boxes_localizer import BoxesLocalizer
 from nnunet_ppm.localization.fusion import FusedKidney, fuse_kidneys, majority_vote
+from nnunet_ppm.localization.kidney_mass import kidney_mass_box
 from nnunet_ppm.localization.localizer import CtCase, ct_cases, edge_notes, grow_box
 from nnunet_ppm.localization.low_resolution import low_resolution_grid, resample_mask
 from nnunet_ppm.localization.registration import RegistrationSettings, single_threaded_itk
@@ -204,6 +205,13 @@ def test_make_atlas_of_a_ct_painted_at_5_mm(kits19_labels_dir, tmp_path):
     assert set(np.unique(sitk.GetArrayFromImage(atlas.sides))) == {0, *SIDE_CODES.values()}
 
 
+def _hu_image(ct: np.ndarray, spacing) -> sitk.Image:
+    """`ct` (z y x) as an image with `spacing` in array order."""
+    image = sitk.GetImageFromArray(ct)
+    image.SetSpacing(spacing[::-1])
+    return image
+
+
 def _mask(shape, box):
     mask = np.zeros(shape, bool)
     mask[tuple(slice(*axis) for axis in box)] = True
@@ -222,8 +230,7 @@ def test_kidney_box_is_the_kidneys_mass_with_a_small_margin_when_the_atlases_kid
     ct = np.full(shape, -100, np.int16)
     kidney = ((10, 30), (40, 70), (40, 70))
     ct[_mask(shape, kidney)] = 200  # enhancing cortex in fat
-    image = sitk.GetImageFromArray(ct)
-    image.SetSpacing(spacing[::-1])
+    image = _hu_image(ct, spacing)
     region = ((4, 36), (26, 90), (30, 84))
     fused = FusedKidney("right", _mask(shape, ((12, 28), (52, 82), (52, 82))), _mask(shape, region), 8, 0.5, False)
     box, found, source = kidney_box(image, fused, image, mass_search_mm=40)  # the CT's grid stands for the atlases'
@@ -240,21 +247,43 @@ def test_kidney_box_is_the_kidneys_mass_with_a_small_margin_when_the_atlases_kid
 
 
 def test_an_unenhanced_kidney_gets_the_atlas_box_with_the_unenhanced_margin_and_a_note():
-    """A non-contrast kidney (35 HU) in fat beside bone (a rib at 200 HU, inside the enhancing window): no mass is
-    searched (it could only find the bone), the box is the atlas box grown by UNENHANCED_MARGIN_MM, and a note says
-    the kidney is unenhanced."""
+    """A non-contrast kidney (35 HU) in fat gets a note saying it is unenhanced. Beside a vertebra reaching into the
+    atlas box (cancellous bone at 200 HU, inside the enhancing window, in a 500 HU cortex) the bone is not taken
+    for the kidney's mass: the box is the atlas box grown by UNENHANCED_MARGIN_MM."""
     spacing, shape = (2.0, 1.0, 1.0), (40, 120, 120)
     ct = np.full(shape, -100, np.int16)
     ct[_mask(shape, ((10, 30), (40, 70), (40, 70)))] = 35
-    ct[_mask(shape, ((5, 35), (40, 70), (84, 90)))] = 200
-    image = sitk.GetImageFromArray(ct)
-    image.SetSpacing(spacing[::-1])
     region = ((4, 36), (30, 80), (30, 80))
+    assert "unenhanced" in unenhanced_note("right", region, _hu_image(ct, spacing))[0]
+    ct[_mask(shape, ((5, 35), (40, 70), (72, 102)))] = 500
+    ct[_mask(shape, ((8, 32), (43, 67), (75, 99)))] = 200
+    image = _hu_image(ct, spacing)
+    assert kidney_mass_box(image, region, 40, seed="box") is not None, "the bone is an enhancing mass in the box"
     fused = FusedKidney("right", _mask(shape, ((12, 28), (45, 70), (45, 70))), _mask(shape, region), 8, 0.5, False)
     box, found, source = kidney_box(image, fused, image, mass_search_mm=40)
     assert box == grow_box(region, UNENHANCED_MARGIN_MM, spacing, shape) and found == region, (box, source)
-    assert "does not enhance" in source
-    assert "unenhanced" in unenhanced_note("right", found, image)[0]
+    assert "does not enhance" in source and "grown" not in source
+
+
+def test_an_unenhanced_middle_grows_the_atlas_box_to_the_enhancing_kidney_in_it():
+    """The atlases put a kidney beside its place, over its non-enhancing tumor (35 HU), so its middle reads
+    unenhanced; the kidney's enhancing parenchyma (200 HU) reaches into the atlas box from the side. The box grows to
+    that enhancing mass, then by UNENHANCED_MARGIN_MM: the whole kidney is inside, which the atlas box and its margin
+    alone missed (case_00037 of benchmarks/whole_ct.py in the venous phase)."""
+    spacing, shape = (2.0, 1.0, 1.0), (40, 120, 120)
+    ct = np.full(shape, -100, np.int16)
+    parenchyma, tumor = ((10, 30), (56, 100), (40, 70)), ((10, 30), (26, 56), (40, 70))
+    ct[_mask(shape, parenchyma)] = 200
+    ct[_mask(shape, tumor)] = 35
+    image = _hu_image(ct, spacing)
+    region = ((6, 34), (16, 62), (34, 76))
+    fused = FusedKidney("left", _mask(shape, ((10, 30), (22, 52), (44, 66))), _mask(shape, region), 8, 0.5, False)
+    box, found, source = kidney_box(image, fused, image, mass_search_mm=40)
+    assert found == ((6, 34), (16, 100), (34, 76)), (found, source)
+    assert box == grow_box(found, UNENHANCED_MARGIN_MM, spacing, shape)
+    assert "does not enhance" in source and "grown to the enhancing mass" in source
+    assert grow_box(region, UNENHANCED_MARGIN_MM, spacing, shape)[1][1] < parenchyma[1][1], \
+        "the atlas box and its margin alone would have cut the kidney"
 
 
 def test_edge_notes_name_the_anatomical_edges_a_kidney_box_reaches():

@@ -98,6 +98,7 @@ UNENHANCED_HU = 60.0
 ENHANCED_SHARE = 0.12
 FAT_HU = -30.0  # fat (-110 to -85 HU) and air lie below: not the kidney
 UNENHANCED_MARGIN_MM = 30.0
+BONE_RATIO = 0.5
 
 
 def region_box(region: np.ndarray, grid: sitk.Image, image: sitk.Image) -> Box:
@@ -153,6 +154,15 @@ def enhanced_share(ct: sitk.Image, box: Box) -> Optional[float]:
     return float(np.mean(tissue >= ENHANCING_HU[0])) if tissue.size else None
 
 
+def is_bone(ct: sitk.Image, box: Box) -> bool:
+    """Whether the enhancing mass in `box` is bone: the box grown by MASS_MARGIN_MM (a bone's cortex wraps its
+    enhancing-window core) holds more than BONE_RATIO times as much tissue above ENHANCING_HU as within it."""
+    grown = grow_box(box, MASS_MARGIN_MM, ct.GetSpacing()[::-1], ct.GetSize()[::-1])
+    hu = sitk.GetArrayViewFromImage(ct)[tuple(slice(start, stop) for start, stop in grown)]
+    enhancing = np.count_nonzero((hu >= ENHANCING_HU[0]) & (hu <= ENHANCING_HU[1]))
+    return np.count_nonzero(hu > ENHANCING_HU[1]) > BONE_RATIO * enhancing
+
+
 def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search_mm: float) -> KidneyBox:
     """A fused kidney's box in `ct`'s voxel indices (the module docstring's rules).
 
@@ -165,17 +175,24 @@ def kidney_box(ct: sitk.Image, fused: FusedKidney, grid: sitk.Image, mass_search
     atlas_box = region_box(fused.region, grid, ct)
     atlas_kidney = region_box(fused.majority, grid, ct) if fused.majority.any() else atlas_box
     attenuation = kidney_attenuation(ct, atlas_kidney)
-    if mass_search_mm and attenuation is not None and attenuation < UNENHANCED_HU:
-        return KidneyBox(grow_box(atlas_box, UNENHANCED_MARGIN_MM, spacing, shape), atlas_box,
-                         f"the atlases (the kidney's middle does not enhance, median {attenuation:.0f} HU: no "
-                         f"enhancing mass to search for)")
-    # the closing and opening need a ball of at least one voxel: where not even the two finest axes resolve it, the
-    # kidney cannot be told from the vessels beside it (a mass, closed or not, runs along them), and the atlas box
-    # alone applies; where only the slices are coarser (5 mm slices), the opening cuts in-plane
     if not mass_search_mm:
         return KidneyBox(grow_box(atlas_box, ATLAS_MARGIN_MM, spacing, shape), atlas_box,
                          "the atlases (mass search off)")
-    if sorted(spacing)[1] > OPENINGS_MM[0]:
+    # the closing and opening need a ball of at least one voxel: where not even the two finest axes resolve it, the
+    # kidney cannot be told from the vessels beside it (a mass, closed or not, runs along them), and the atlas box
+    # alone applies; where only the slices are coarser (5 mm slices), the opening cuts in-plane
+    resolved = sorted(spacing)[1] <= OPENINGS_MM[0]
+    if attenuation is not None and attenuation < UNENHANCED_HU:
+        # enhancing tissue anywhere in the atlas box (a kidney the atlases put beside its place, around a tumor
+        # that does not enhance) grows the box, never shrinks it; a non-contrast CT has none, bone aside
+        mass = kidney_mass_box(ct, atlas_box, mass_search_mm, seed="box") if resolved else None
+        mass = None if mass is None or is_bone(ct, mass) else mass
+        grown = atlas_box if mass is None else tuple((min(start, first), max(stop, last))
+                                                     for (start, stop), (first, last) in zip(atlas_box, mass))
+        return KidneyBox(grow_box(grown, UNENHANCED_MARGIN_MM, spacing, shape), grown,
+                         f"the atlases (the kidney's middle does not enhance, median {attenuation:.0f} HU)"
+                         + ("" if mass is None else ", grown to the enhancing mass in their box"))
+    if not resolved:
         return KidneyBox(grow_box(atlas_box, ATLAS_MARGIN_MM, spacing, shape), atlas_box,
                          f"the atlases (the CT is coarser than {OPENINGS_MM[0]:g} mm in-plane: no mass search)")
     mass = kidney_mass_box(ct, atlas_box, mass_search_mm)

@@ -19,8 +19,9 @@ enhancing mass around a located box and returns its bounding box:
    opening with the same ball cuts thin bridges (renal vessels, thin contacts
    with neighbouring organs), then 6-connected components;
 4. the *mass* is the component with most voxels in the box's core (the middle
-   third of the box along each axis), plus the closed tissue within the
-   opening radius of it (what the opening shaved off its surface);
+   third of the box along each axis; the whole box with ``seed="box"``), plus
+   the closed tissue within the opening radius of it (what the opening shaved
+   off its surface);
 5. a mass that runs into the search limit (anywhere but the image border) has
    leaked into a neighbouring organ and is not used: steps 3-5 are tried again
    with the next, wider opening of OPENINGS_MM; when every mass leaked, or the
@@ -87,7 +88,8 @@ def _mass(tissue: np.ndarray, core: Tuple[slice, ...], radius_voxels: Sequence[f
 
 
 def kidney_mass_box(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEARCH_MM,
-                    openings_mm: Sequence[float] = OPENINGS_MM, close: bool = True) -> Optional[Box]:
+                    openings_mm: Sequence[float] = OPENINGS_MM, close: bool = True,
+                    seed: str = "core") -> Optional[Box]:
     """The bounding box (array order, half-open) of the enhancing mass around `box` in `ct` (HU), or None when
     there is none that stays inside the search region.
 
@@ -98,7 +100,10 @@ def kidney_mass_box(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEARCH_
         openings_mm: radii of the openings that cut bridges to neighbours, tried in this order.
         close: close the tissue before each opening (step 3); without, a kidney may fall apart into its
             poles, but a mass whose closing bridges it to a neighbour may still be found.
+        seed: where the mass must lie (step 4): "core", the middle third of `box`; "box", anywhere in it.
     """
+    if seed not in ("core", "box"):
+        raise ValueError(f"seed must be 'core' or 'box', got {seed!r}")
     shape, spacing = ct.GetSize()[::-1], ct.GetSpacing()[::-1]
     search = grow_box(box, search_mm, spacing, shape)
     region = sitk.RegionOfInterest(ct, [stop - start for start, stop in search[::-1]],
@@ -109,7 +114,7 @@ def kidney_mass_box(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEARCH_
     tissue = (hu >= ENHANCING_HU[0]) & (hu <= ENHANCING_HU[1])
     core = []
     for (start, stop), (low, _), factor in zip(box, search, factors):
-        third = (stop - start) / 3.0
+        third = (stop - start) / 3.0 if seed == "core" else 0.0
         core.append(slice(int((start + third - low) // factor), int(math.ceil((stop - third - low) / factor))))
     for opening_mm in openings_mm:
         mass = _mass(tissue, tuple(core), [opening_mm / (step * factor) for step, factor in zip(spacing, factors)],
