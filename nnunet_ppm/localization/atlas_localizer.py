@@ -43,9 +43,13 @@ shows the kidney (:func:`kidney_box`):
   (kidney 20-45 HU, no brighter than the liver, spleen, muscle and bowel
   around it; the mass search's window holds only bone there) or a kidney
   whose middle is a non-enhancing tumor or cyst (the enhancing mass is then
-  its rim and misses the tumor). Either way no mass is searched: the box is
-  the atlas box grown by UNENHANCED_MARGIN_MM, wider than ATLAS_MARGIN_MM as
-  no mass search grows it to a large tumor. Enhancing kidneys, arterial
+  its rim and misses the tumor), or atlases that put the kidney beside its
+  place (a large tumor deforms it; their box's middle is then bowel or
+  muscle). The box is the atlas box, grown to hold the enhancing mass found
+  anywhere in it (:func:`~.kidney_mass.kidney_mass_box` with ``seed="box"``;
+  never bone, :func:`is_bone`; a non-contrast CT has none), then by
+  UNENHANCED_MARGIN_MM, wider than ATLAS_MARGIN_MM as the mass search does not
+  reach a non-enhancing tumor. Enhancing kidneys, arterial
   (core 120-220 HU on the painted CTs) and venous (nephrographic, 140-200),
   take the rules above; a venous kidney's neighbours (liver and spleen
   100-130 HU, vessels 130-200) reach into the enhancing window too, so its

@@ -38,9 +38,11 @@ HU; they are not tuned on real CTs. A mass may include an enhancing neighbour
 
 Other contrast phases (dataset_conversion/contrast_phases.py): in a
 non-contrast CT the kidney (20-45 HU) has no enhancing tissue and the window
-holds bone only, so the localiser does not search there: it estimates the
-kidney's attenuation inside the atlases' kidney first and takes an unenhanced
-kidney's box from the atlases (:func:`.atlas_localizer.kidney_box`). In the
+holds bone only, so the localiser does not take a mass from there as the
+kidney: it estimates the kidney's attenuation inside the atlases' kidney first
+and takes an unenhanced kidney's box from the atlases, grown only to an
+enhancing mass anywhere in their box that is not bone
+(:func:`.atlas_localizer.kidney_box`). In the
 venous (nephrographic) phase the kidney enhances (140-200 HU) and is searched
 as in the arterial phase, but the liver and spleen (100-130 HU) and the veins
 reach into the window too, so its mass leaks into them more often (the search
