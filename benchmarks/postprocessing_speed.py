@@ -256,7 +256,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs per backend and row of the mean-field table, alternating; the median is reported")
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
-    parser.add_argument("--note", default="", help="added to the recorded titles (e.g. an uncommitted change)")
+    parser.add_argument("--note", default="", help="added to the recorded titles after a comma (e.g. an uncommitted "
+                                                       "change, the CPU model)")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -269,11 +270,12 @@ def main() -> None:
         roi = kidney_roi(label)
     mean_field_table = mean_field_per_input(args.probabilities, args.noise, ct, label, roi, spacing, args.seed,
                                             args.trained_rois, args.repeats)
+    note = f", {args.note}" if args.note else ""
     if args.record:
         repeats = f", median of {args.repeats} runs per backend" if args.repeats > 1 else ""
         mean_field_table.record("CRF mean field per input kind and image noise (benchmarks/postprocessing_speed.py, "
                                 f"{shape_text(ROI_SHAPE)} ROI, 3 labels, 5 iterations, one CPU thread each{repeats}"
-                                f"{args.note})", device)
+                                f"{note})", device)
     if args.mean_field_only:
         return
     kind, noise_hu = args.probabilities[0], args.noise[0]
@@ -320,7 +322,7 @@ def main() -> None:
     if args.record:
         table.record(f"Post-processing per case (benchmarks/postprocessing_speed.py, {kind} probabilities, "
                      f"image noise {noise_hu:g} HU, spacing {tuple(round(s, 2) for s in spacing)} mm"
-                     f"{args.note})", device)
+                     f"{note})", device)
 
 if __name__ == "__main__":
     main()
