@@ -1,7 +1,7 @@
 """The coarse-model localiser (`nnunet_ppm localize --coarse-model`) with a model trained until it localises.
 
 186 s alone on 2 CPU cores; in the suite, on one worker beside the smoke run's trainings on the other, 278 s
-(docs/development.md). tests/test_whole_ct.py tests the coarse path's plumbing with the smoke run's model.
+(docs/development.md).
 """
 import json
 

@@ -30,7 +30,7 @@ from nnunet_ppm.localization.registration import RegistrationSettings
 from nnunet_ppm.whole_ct.recall import roi_recall
 from nnunet_ppm.whole_ct.rois import rois_for
 from dicom_files import write_dicom_series
-from nnunet_runs import case_ids, command_env, kill_when, run_command
+from nnunet_runs import command_env, kill_when, run_command
 
 pytestmark = pytest.mark.integration  # the atlases come from `nnunet_ppm atlas build`, run as a command
 
@@ -401,25 +401,6 @@ def test_an_exported_pipeline_installed_elsewhere_predicts_the_same_labels(whole
     for case in TARGET_CASES:
         assert np.array_equal(_array(root / "installed_out" / f"{case}.nii.gz"),
                               _array(predict_ct_run.out / f"{case}.nii.gz")), case
-
-
-def test_a_coarse_nnunet_model_localises_whole_cts(tiny_dataset, tmp_path):
-    """The coarse-model path end to end with the smoke run's whole-CT model (4 iterations: it may find nothing). The
-    recall of a model trained until it localises: tests/test_coarse_localizer.py."""
-    whole_ct = tiny_dataset.whole_ct
-    model = whole_ct.model("nnUNetTrainer_debug", "nnUNetPlans")  # default nnU-Net, trained on whole (tiny) CTs
-    out = tmp_path / "coarse.json"
-    run_command(["nnunet_ppm", "localize", "-i", whole_ct.raw / "imagesTs", "-o", out, "--coarse-model", model,
-                 "--coarse-folds", "0", "-device", "cpu", "--disable_progress_bar"], tiny_dataset.env)
-    report = json.loads(out.read_text())
-    assert report["localizer"]["kind"] == "nnunet" and report["localizer"]["model"] == str(model)
-    assert sorted(report["cases"]) == case_ids(whole_ct.raw / "labelsTs")
-    for case, entry in report["cases"].items():
-        shape = sitk.ReadImage(str(whole_ct.raw / "imagesTs" / f"{case}_0000.nii.gz")).GetSize()[::-1]
-        assert entry["kidneys"] or "no kidney found" in entry["notes"]
-        for kidney in entry["kidneys"]:
-            assert kidney["side"] in ("right", "left") and 0 <= kidney["confidence"] <= 1
-            assert all(0 <= start < stop <= size for (start, stop), size in zip(kidney["kidney_box"], shape))
 
 
 def _ct_outputs(folder):
