@@ -165,6 +165,42 @@ def test_ct_of_another_contrast_phase_keeps_both_kidneys_and_says_when_they_are_
     assert len(unenhanced) == (2 if phase == "non-contrast" else 0), localization.notes
 
 
+def _with_a_thicker_belly(image, belly_mm):
+    """`image` (HU) in LPS with `belly_mm` of fat added in front of the body along every front-back line through it."""
+    lps = sitk.DICOMOrient(image, "LPS")
+    pad = int(np.ceil(belly_mm / lps.GetSpacing()[1]))
+    hu = sitk.GetArrayFromImage(lps)
+    hu = np.concatenate([np.full((hu.shape[0], pad, hu.shape[2]), -1000, hu.dtype), hu], axis=1)
+    body = hu > -500
+    front = np.where(body.any(axis=1), body.argmax(axis=1), -1)[:, None, :]  # (z, 1, x): the body's first voxel
+    y = np.arange(hu.shape[1])[None, :, None]
+    hu[(front >= 0) & (y < front) & (y >= front - pad)] = -100
+    thicker = sitk.GetImageFromArray(hu)
+    thicker.SetSpacing(lps.GetSpacing())
+    thicker.SetDirection(lps.GetDirection())
+    thicker.SetOrigin(lps.TransformIndexToPhysicalPoint((0, -pad, 0)))
+    return thicker
+
+
+def test_a_thicker_belly_does_not_pull_the_kidney_boxes_forward(whole_cts, kits19_labels_dir):
+    """case_00037 (424 ml tumor on the left kidney) painted without contrast, with 100 mm more fat in front of the
+    body: the body's centre moves forward, the kidneys do not. Registration started from the body centres alone
+    put the left kidney's box in front of its place (94 % held); the front-back search holds both kidneys whole."""
+    target = painted_dataset(kits19_labels_dir, ("case_00037",), whole_cts.root, 913, seed=1, phase="non-contrast")
+    path = whole_cts.root / "thicker_belly" / "case_00037_0000.nii.gz"
+    path.parent.mkdir(exist_ok=True)
+    ct = ct_cases(target / "imagesTr")[0]
+    sitk.WriteImage(_with_a_thicker_belly(ct.image, 100.0), str(path))
+    ct = ct_cases(path.parent)[0]
+    localizer = AtlasLocalizer(load_atlases(whole_cts.atlases), RegistrationSettings(affine_iterations=ITERATIONS))
+    localization = localizer.locate(ct)
+    reference = sitk.Resample(sitk.ReadImage(str(target / "labelsTr" / "case_00037.nii.gz")), ct.image,
+                              sitk.Transform(), sitk.sitkNearestNeighbor)
+    held = _held(localization, ct, reference)
+    assert sorted(held) == ["left", "right"], localization.notes
+    assert all(r.found and r.fraction >= 0.99 for r in held.values()), (held, localization.notes)
+
+
 def _localised_with_itk_threads(localizer, ct, threads):
     """`localizer` on `ct`, with ITK's process-wide default number of threads set to `threads` meanwhile."""
     before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
