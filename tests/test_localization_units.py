@@ -17,7 +17,7 @@ from nnunet_ppm.localization.fusion import FusedKidney, fuse_kidneys, majority_v
 from nnunet_ppm.localization.kidney_mass import kidney_mass_box
 from nnunet_ppm.localization.localizer import CtCase, ct_cases, edge_notes, grow_box
 from nnunet_ppm.localization.low_resolution import low_resolution_grid, resample_mask
-from nnunet_ppm.localization.registration import RegistrationSettings, single_threaded_itk
+from nnunet_ppm.localization.registration import RegistrationSettings, _searched_part, single_threaded_itk
 
 
 def _image(shape, spacing=(0.8, 0.8, 2.5), direction=None, origin=(10.0, -20.0, 5.0)):
@@ -128,6 +128,32 @@ def test_single_threaded_itk_restores_the_thread_count_after_an_error():
         assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(original)
+
+
+@pytest.mark.parametrize("direction", [None, KITS_DIRECTION])
+def test_the_search_sees_every_ct_voxel_that_a_searched_offset_lays_in_the_atlas_region(direction):
+    """The exhaustive search runs on the part of the CT it can reach: every CT point that some offset within
+    the reach maps into the atlas region lies in that part, and the part is smaller than the CT."""
+    ct = _image((60, 50, 50), spacing=(8.0, 8.0, 8.0), direction=direction, origin=(-200.0, -200.0, -300.0))
+    atlas_region = _image((10, 12, 14), spacing=(8.0, 8.0, 8.0), origin=(-40.0, 10.0, -100.0))
+    offset, reach = np.array([5.0, -12.0, 30.0]), np.array([0.0, 64.0, 200.0])
+    part = _searched_part(ct, atlas_region, offset, reach)
+    assert part.GetNumberOfPixels() < ct.GetNumberOfPixels() / 2
+    part_low = np.array(part.TransformIndexToPhysicalPoint((0, 0, 0)))
+    part_high = np.array(part.TransformIndexToPhysicalPoint([n - 1 for n in part.GetSize()]))
+    part_low, part_high = np.minimum(part_low, part_high), np.maximum(part_low, part_high)
+    size = atlas_region.GetSize()
+    corners = np.array([atlas_region.TransformIndexToPhysicalPoint((i * (size[0] - 1), j * (size[1] - 1),
+                                                                     k * (size[2] - 1)))
+                        for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    for shift in np.linspace(-1, 1, 5):
+        ct_points = corners - (offset + shift * reach)     # CT points that this offset maps onto the corners
+        inside_ct = [ct.TransformPhysicalPointToIndex(point.tolist()) for point in ct_points
+                     if all(0 <= i < n for i, n in zip(ct.TransformPhysicalPointToContinuousIndex(point.tolist()),
+                                                       ct.GetSize()))]
+        for index in inside_ct:
+            point = np.array(ct.TransformIndexToPhysicalPoint(index))
+            assert np.all(point >= part_low - 1e-6) and np.all(point <= part_high + 1e-6), (shift, point)
 
 
 def test_grow_box_clips_to_the_image():

