@@ -161,10 +161,9 @@ def _searched_part(image: sitk.Image, moving: sitk.Image, offset: np.ndarray, re
     differ (the part's brightest voxel): on the 60 painted CTs of benchmarks/whole_ct.py, 57 kept their
     boxes and confidences, and three an atlas's vote (confidence +-0.01, one box face 2 voxels).
     """
-    spacing = np.asarray(image.GetSpacing())
-    low = np.array([physical_extent(moving, axis)[0] for axis in range(3)]) - offset - reach_mm - 2 * spacing
-    high = np.array([physical_extent(moving, axis)[1] for axis in range(3)]) - offset + reach_mm + 2 * spacing
-    bounds = (low, high)
+    extent = np.array([physical_extent(moving, axis) for axis in range(3)])     # (axis, min / max), mm
+    reach = reach_mm + 2 * max(image.GetSpacing())  # two voxels more (spacing is per index axis, not physical)
+    bounds = (extent[:, 0] - offset - reach, extent[:, 1] - offset + reach)
     corners = np.array([image.TransformPhysicalPointToContinuousIndex(
         [float(bounds[i][0]), float(bounds[j][1]), float(bounds[k][2])]) for i in (0, 1) for j in (0, 1) for k in (0, 1)])
     size = np.asarray(image.GetSize())
