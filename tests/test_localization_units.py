@@ -295,7 +295,8 @@ def test_an_unenhanced_middle_grows_the_atlas_box_to_the_enhancing_kidney_in_it(
     """The atlases put a kidney beside its place, over its non-enhancing tumor (35 HU), so its middle reads
     unenhanced; the kidney's enhancing parenchyma (200 HU) reaches into the atlas box from the side. The box grows to
     that enhancing mass, then by UNENHANCED_MARGIN_MM: the whole kidney is inside, which the atlas box and its margin
-    alone missed (case_00037 of benchmarks/whole_ct.py in the venous phase)."""
+    alone missed (case_00037 of benchmarks/whole_ct.py in the venous phase, before the registration's front-back
+    search put its atlases in place)."""
     spacing, shape = (2.0, 1.0, 1.0), (40, 120, 120)
     ct = np.full(shape, -100, np.int16)
     parenchyma, tumor = ((10, 30), (56, 100), (40, 70)), ((10, 30), (26, 56), (40, 70))

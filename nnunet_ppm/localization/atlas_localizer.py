@@ -44,8 +44,8 @@ shows the kidney (:func:`kidney_box`):
   around it; the mass search's window holds only bone there) or a kidney
   whose middle is a non-enhancing tumor or cyst (the enhancing mass is then
   its rim and misses the tumor), or atlases that put the kidney beside its
-  place (a large tumor deforms it; their box's middle is then bowel or
-  muscle). The box is the atlas box, grown to hold the enhancing mass found
+  place (an unusual body or a large tumor; their box's middle is then bowel
+  or muscle). The box is the atlas box, grown to hold the enhancing mass found
   anywhere in it (:func:`~.kidney_mass.kidney_mass_box` with ``seed="box"``;
   never bone, :func:`is_bone`; a non-contrast CT has none), then by
   UNENHANCED_MARGIN_MM, wider than ATLAS_MARGIN_MM as the mass search does not
