@@ -47,11 +47,12 @@ MIB = 2 ** 20
 PROCESSES = 1  # -npp and -nps of both commands
 
 
-def title(cts: int, phase: str, orientation: Optional[str], spacing: float) -> str:
+def title(cases: Sequence[str], phase: str, orientation: Optional[str], spacing: float) -> str:
     """The recorded table's title: what ran, on what."""
-    return (f"Whole CT against default nnU-Net (benchmarks/whole_ct.py --against-nnunet --predict-cases {cts} "
+    return (f"Whole CT against default nnU-Net (benchmarks/whole_ct.py --against-nnunet --predict-cases {len(cases)} "
             f"--phase {phase}" + (f" --orientation {orientation}" if orientation else "")
-            + f": {cts} CTs painted onto KiTS19 labels at >= {spacing:g} mm; `predict-ct --atlases` (PPMTrainer_debug "
+            + f": {len(cases)} CTs painted onto KiTS19 labels ({', '.join(cases)}) at >= {spacing:g} mm; "
+            f"`predict-ct --atlases` (PPMTrainer_debug "
             f"ROI model, CRF + largest component) against `nnUNetv2_predict` (nnUNetTrainer_untrained: nnU-Net's "
             f"initial weights, plans of the atlas group's whole CTs); plumbing models, both without test-time mirroring, -npp {PROCESSES} "
             f"-nps {PROCESSES}, one after the other in the same run; stages: benchmarks/against_nnunet.py)")

@@ -29,7 +29,11 @@ image noise: torch and pydensecrf seconds (each in a fresh process; with
 CPU (both backends use one thread, so on a machine that other jobs share the
 CPU seconds say more about the work than the wall seconds), their ratios and
 the agreement of the labels. Its probabilities are imitated on the
-ROI's labels (the other table's on the whole CT's).
+ROI's labels (the other table's on the whole CT's). On a GPU machine torch runs
+on the GPU, timed after one untimed run in its process (CUDA's start-up is paid
+once per worker of ``nnunet_ppm predict``, not per ROI), and ``--reference
+torch-cpu`` compares it with torch on one CPU thread (pydensecrf is not built
+for the GPU machines' Python; benchmarks/gpu/whole_ct.sh).
 
 Second table (not with ``--mean-field-only``; the first probability kind and
 noise level): CRF mean field on the whole ROI (the issue's measure: 3 labels, 5
@@ -58,6 +62,7 @@ import torch
 from scipy.ndimage import gaussian_filter, zoom
 
 from nnunet_ppm.postprocessing.crf_params import CRFParams
+from nnunet_ppm.postprocessing.crf_torch import mean_field_torch
 from nnunet_ppm.postprocessing.dense_crf import CRF_BACKENDS, dense_crf
 from nnunet_ppm.postprocessing.largest_component import (keep_largest_component, keep_largest_component_per_side,
                                                          left_right_axis)
@@ -153,22 +158,32 @@ def _peak_rss_gib() -> float:
     return int(line.split()[1]) / 2 ** 20
 
 
-def _measured(function: Callable, *args) -> Dict:
-    """Run in a fresh process: result, wall and CPU seconds, peak RSS of this process."""
+def _measured(warm_up: bool, function: Callable, *args) -> Dict:
+    """Run in a fresh process (after one untimed run with `warm_up`): result, wall and CPU seconds, peak RSS of this
+    process."""
+    if warm_up:
+        function(*args)
     wall, cpu = time.perf_counter(), time.process_time()
     result = function(*args)
     return {"result": result, "wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
             "rss_gib": _peak_rss_gib()}
 
 
-def in_fresh_process(function: Callable, *args) -> Dict:
+def in_fresh_process(function: Callable, *args, warm_up: bool = False) -> Dict:
+    """`function(*args)` timed in a fresh process; `warm_up`: after one untimed call (on a GPU: CUDA's start-up,
+    paid once per worker process of `nnunet_ppm predict`, not per ROI)."""
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_measured, function, *args).result()
+        return pool.submit(_measured, warm_up, function, *args).result()
 
 
 def mean_field(backend: str, probabilities, image, spacing):
+    """Labels of one mean field on the whole input: a key of CRF_BACKENDS, or "torch-cpu" (torch on one CPU thread
+    even where a GPU is present: the reference on a GPU machine, which lacks pydensecrf)."""
     params = CRFParams()
-    return CRF_BACKENDS[backend](probabilities, np.clip(image, *params.hu_window).astype(np.float32), spacing, params)
+    image = np.clip(image, *params.hu_window).astype(np.float32)
+    if backend == "torch-cpu":
+        return mean_field_torch(probabilities, image, spacing, params, torch.device("cpu"))
+    return CRF_BACKENDS[backend](probabilities, image, spacing, params)
 
 
 def boxed_crf(backend: str, probabilities, image, spacing):
@@ -197,12 +212,14 @@ def agreement(labels: np.ndarray, reference: np.ndarray, argmax: np.ndarray) -> 
 
 
 def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int,
-                         trained_rois: Optional[Path] = None, repeats: int = 1) -> Table:
-    """Table: torch and pydensecrf mean field on the whole ROI for every input kind x image noise; with `repeats`
-    > 1 each backend runs that many times (alternating, each in a fresh process) and the medians are reported."""
-    table = Table(["input", "image noise HU", "voxels", "torch s", "pydensecrf s", "pydensecrf / torch",
-                   "torch CPU s", "pydensecrf CPU s", "pydensecrf / torch, CPU", "agreement with pydensecrf", "agreement where pydensecrf changed the argmax",
-                   "voxels pydensecrf changed"])
+                         trained_rois: Optional[Path] = None, repeats: int = 1, reference: str = "pydensecrf") -> Table:
+    """Table: torch (on the GPU when present) and `reference` mean field on the whole ROI for every input kind x image
+    noise; with `repeats` > 1 each backend runs that many times (alternating, each in a fresh process) and the
+    medians are reported."""
+    ref = reference
+    table = Table(["input", "image noise HU", "voxels", "torch s", f"{ref} s", f"{ref} / torch",
+                   "torch CPU s", f"{ref} CPU s", f"{ref} / torch, CPU", f"agreement with {ref}",
+                   f"agreement where {ref} changed the argmax", f"voxels {ref} changed"])
     for kind in kinds:
         row_kind = kind
         if kind == "trained":
@@ -219,18 +236,18 @@ def mean_field_per_input(kinds, noise_levels, ct, label, roi, spacing, seed: int
         argmax = probabilities.argmax(0)
         for noise_hu in noise_levels:
             image = with_noise(clean_ct, noise_hu, seed)
-            runs = {"torch": [], "pydensecrf": []}
+            runs = {"torch": [], ref: []}
             for _ in range(repeats):
                 for backend, measured in runs.items():  # alternating, so that a change of load meets both backends
-                    measured.append(in_fresh_process(mean_field, backend, probabilities, image, roi_spacing))
+                    measured.append(in_fresh_process(mean_field, backend, probabilities, image, roi_spacing,
+                                                     warm_up=backend == "torch" and torch.cuda.is_available()))
             seconds = {backend: median(run["wall"] for run in measured) for backend, measured in runs.items()}
             cpu = {backend: median(run["cpu"] for run in measured) for backend, measured in runs.items()}
             labels = {backend: measured[0]["result"] for backend, measured in runs.items()}  # the same every run
             table.add([row_kind, f"{noise_hu:g}", shape_text(image.shape), f"{seconds['torch']:.2f}",
-                       f"{seconds['pydensecrf']:.2f}", f"{seconds['pydensecrf'] / seconds['torch']:.1f}",
-                       f"{cpu['torch']:.2f}", f"{cpu['pydensecrf']:.2f}", f"{cpu['pydensecrf'] / cpu['torch']:.1f}",
-                       *agreement(labels["torch"], labels["pydensecrf"], argmax),
-                       str(int((labels["pydensecrf"] != argmax).sum()))])
+                       f"{seconds[ref]:.2f}", f"{seconds[ref] / seconds['torch']:.1f}",
+                       f"{cpu['torch']:.2f}", f"{cpu[ref]:.2f}", f"{cpu[ref] / cpu['torch']:.1f}",
+                       *agreement(labels["torch"], labels[ref], argmax), str(int((labels[ref] != argmax).sum()))])
     return table
 
 
@@ -248,6 +265,9 @@ def main() -> None:
     parser.add_argument("--noise", nargs="+", type=float, default=[0.0],
                         help="image noise levels in HU of the mean-field table (the other table: the first)")
     parser.add_argument("--mean-field-only", action="store_true", help="only the mean-field table")
+    parser.add_argument("--reference", choices=("pydensecrf", "torch-cpu"), default="pydensecrf",
+                        help="what the mean-field table compares torch with (torch-cpu: torch on one CPU thread, "
+                             "for a GPU machine without pydensecrf)")
     parser.add_argument("--no-whole-ct", action="store_true", help="only the ROI rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, os.cpu_count()],
@@ -269,12 +289,13 @@ def main() -> None:
         ct, label, spacing = synthetic_ct(args.seed)
         roi = kidney_roi(label)
     mean_field_table = mean_field_per_input(args.probabilities, args.noise, ct, label, roi, spacing, args.seed,
-                                            args.trained_rois, args.repeats)
+                                            args.trained_rois, args.repeats, args.reference)
     note = f", {args.note}" if args.note else ""
     if args.record:
         repeats = f", median of {args.repeats} runs per backend" if args.repeats > 1 else ""
+        where = "one CPU thread each" if device.type == "cpu" else f"torch on the GPU, {args.reference} on one CPU thread"
         mean_field_table.record("CRF mean field per input kind and image noise (benchmarks/postprocessing_speed.py, "
-                                f"{shape_text(ROI_SHAPE)} ROI, 3 labels, 5 iterations, one CPU thread each{repeats}"
+                                f"{shape_text(ROI_SHAPE)} ROI, 3 labels, 5 iterations, {where}{repeats}"
                                 f"{note})", device)
     if args.mean_field_only:
         return

@@ -286,7 +286,8 @@ def main() -> None:
             boxes = boxes_path(root, seeds[0], args)
             subset = root / f"predict_cts_{run_name(args)}"
             subset.mkdir(exist_ok=True)
-            for case in sorted(localized[seeds[0]])[: args.predict_cases]:
+            predicted_cases = sorted(localized[seeds[0]])[: args.predict_cases]
+            for case in predicted_cases:
                 link = subset / f"{case}_0000.nii.gz"
                 if not link.exists():
                     link.symlink_to(targets / "imagesTr" / link.name)
@@ -343,7 +344,7 @@ def main() -> None:
             unstable.record(f"Whole CT, kidneys below {MIN_FRACTION:g} in some registration seed (same run)",
                             torch.device(args.device))
         if versus:
-            versus.record(against_nnunet.title(len(reports), args.phase, args.orientation, args.spacing),
+            versus.record(against_nnunet.title(predicted_cases, args.phase, args.orientation, args.spacing),
                           torch.device(args.device))
 
 

@@ -335,8 +335,9 @@ def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
 
 
 def mean_field_torch(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[float],
-                     params: CRFParams) -> np.ndarray:
-    """Dense CRF labels of one block with the PyTorch grid backend (GPU when available, else one CPU thread).
+                     params: CRFParams, device: Optional[torch.device] = None) -> np.ndarray:
+    """Dense CRF labels of one block with the PyTorch grid backend (on ``device``; None: the GPU when available,
+    else one CPU thread).
 
     Blocks where at most ``ACTIVE_SET_FRACTION`` of the voxels can change their label (confident
     probabilities) go to ``crf_torch_active_set``, whose cost follows those voxels; the others to
@@ -345,7 +346,8 @@ def mean_field_torch(probabilities: np.ndarray, image: np.ndarray, spacing: Sequ
 
     Args, returns: as ``crf_pydensecrf.mean_field_pydensecrf``.
     """
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if device is None:
+        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     with _cpu_threads(device, CPU_THREADS):
         flat = torch.from_numpy(np.ascontiguousarray(probabilities)).to(device).reshape(probabilities.shape[0], -1)
         step = CHUNK_VOXELS if device.type == "cpu" else flat.shape[1]     # small temporaries on the CPU

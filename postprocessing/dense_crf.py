@@ -3,13 +3,15 @@
 Entry point :func:`dense_crf`. The mean-field inference itself is a
 *backend*: ``"pydensecrf"`` (reference; CPU, one core, permutohedral
 lattice) or ``"torch"`` (``crf_torch``: grids at a fraction of the kernels'
-width, an active set where few voxels are uncertain; GPU when present, one CPU
-thread otherwise). Both see the same blocks and the same
+width, an active set where few voxels are uncertain; on the device asked for,
+else the GPU when present, one CPU thread otherwise). Both see the same blocks and the same
 parameters, so their results can be compared voxel by voxel.
 """
-from typing import Callable, Dict, Sequence
+import functools
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
+import torch
 
 from nnunet_ppm.postprocessing.argmax import argmax_labels
 from nnunet_ppm.postprocessing.crf_params import CRFParams
@@ -26,7 +28,8 @@ CRF_BACKENDS: Dict[str, MeanField] = {
 
 
 def dense_crf(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[float],
-              params: CRFParams = CRFParams(), backend: str = "pydensecrf") -> np.ndarray:
+              params: CRFParams = CRFParams(), backend: str = "pydensecrf",
+              device: Optional[str] = None) -> np.ndarray:
     """Labels refined by the dense CRF inside the grown bounding boxes of the predicted foreground.
 
     Args:
@@ -35,6 +38,8 @@ def dense_crf(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[fl
         spacing: voxel size in mm per array axis (nnU-Net's ``properties["spacing"]``).
         params: CRF parameters (defaults documented in ``CRFParams``).
         backend: mean-field implementation, a key of ``CRF_BACKENDS``.
+        device: where the torch backend runs ("cpu", "cuda", ...; None: the GPU when present); pydensecrf runs on
+            the CPU.
 
     Returns:
         uint8 labels, shape (z, y, x): the CRF result inside the boxes, the argmax elsewhere.
@@ -46,6 +51,8 @@ def dense_crf(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[fl
     if backend not in CRF_BACKENDS:
         raise ValueError(f"unknown CRF backend {backend!r}; available: {sorted(CRF_BACKENDS)}")
     mean_field = CRF_BACKENDS[backend]
+    if backend == "torch" and device is not None:
+        mean_field = functools.partial(mean_field_torch, device=torch.device(device))
     labels = argmax_labels(probabilities)
     margin = [int(np.ceil(params.margin_mm / s)) for s in spacing]
     low, high = params.hu_window

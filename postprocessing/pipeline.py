@@ -34,12 +34,15 @@ class PostprocessingSettings:
         crf_params: CRF parameters.
         crf_backend: mean-field backend (see ``dense_crf.CRF_BACKENDS``): "torch", the fast one, by default;
             "pydensecrf" is the reference it is tested against.
+        crf_device: where the torch backend runs ("cpu", "cuda", ...; None: the GPU when present);
+            ``nnunet_ppm predict`` and ``predict-ct`` set their ``-device``.
     """
     use_crf: bool = True
     use_lcc: bool = True
     lcc_mode: str = "largest"
     crf_params: CRFParams = field(default_factory=CRFParams)
     crf_backend: str = "torch"
+    crf_device: Optional[str] = None
 
 
 def lr_axis_for(case_id: str, properties: dict, settings: PostprocessingSettings) -> Optional[int]:
@@ -71,7 +74,8 @@ def postprocess_probabilities(probabilities: np.ndarray, image: np.ndarray, spac
     seconds = {} if seconds is None else seconds
     start = time.perf_counter()
     if settings.use_crf:
-        labels = dense_crf(probabilities, image, spacing, settings.crf_params, settings.crf_backend)
+        labels = dense_crf(probabilities, image, spacing, settings.crf_params, settings.crf_backend,
+                           settings.crf_device)
         seconds["crf"] = round(time.perf_counter() - start, 3)
     else:
         labels = argmax_labels(probabilities)

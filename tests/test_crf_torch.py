@@ -1,4 +1,6 @@
 """The PyTorch CRF backend agrees with pydensecrf (the reference) on >= 99 % of voxels of the same inputs."""
+import argparse
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +11,9 @@ from scipy.ndimage import gaussian_filter
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.crf_pydensecrf import mean_field_pydensecrf
 from nnunet_ppm.postprocessing.crf_torch import _foreground_marginals, mean_field_torch
+from nnunet_ppm.inference import predict_cli
 from nnunet_ppm.postprocessing.dense_crf import dense_crf
+from nnunet_ppm.postprocessing.pipeline import postprocess_probabilities
 from synthetic_postprocessing_cases import blurred_noisy_probabilities, ct_of, dice, kidney_truth, small_case
 
 
@@ -92,3 +96,21 @@ def test_foreground_marginals_with_and_without_the_overflow_shift_equal_the_soft
     huge = torch.tensor([[200.0], [199.0]])        # exp(200) overflows float32: only the shifted form is finite
     assert torch.allclose(_foreground_marginals(huge, True), torch.tensor([[1 / (1 + math.exp(-1))],
                                                                            [1 / (1 + math.exp(1))]]))
+
+
+def test_the_torch_crf_runs_on_the_device_that_predict_is_given(monkeypatch):
+    """`nnunet_ppm predict -device cpu` on a machine with a GPU keeps the CRF on the CPU (the GPU may be busy
+    training): -device reaches the CRF, and the CRF uses it instead of the GPU it sees."""
+    parser = argparse.ArgumentParser()
+    predict_cli.add_arguments(parser)
+    settings = predict_cli.postprocessing_of(parser.parse_args(["-i", "in", "-o", "out", "-d", "1", "-c", "3d_fullres",
+                                                                "-device", "cpu", "--no-lcc"]))
+    assert settings.crf_device == "cpu"
+    truth, ct, probabilities, spacing = small_case(seed=2)
+    expected = postprocess_probabilities(probabilities, ct, spacing, settings)
+    gpu_here = torch.cuda.is_available()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
+    if not gpu_here:  # without a device the CRF reaches for the GPU, which this machine lacks
+        with pytest.raises((AssertionError, RuntimeError)):
+            postprocess_probabilities(probabilities, ct, spacing, dataclasses.replace(settings, crf_device=None))
+    np.testing.assert_array_equal(postprocess_probabilities(probabilities, ct, spacing, settings), expected)

@@ -13,9 +13,11 @@ OUT/case_seconds.json holds the seconds of each step per case that this call
 predicted (see ``ppm_predictor``; written at the end, atomically).
 """
 import argparse
+import dataclasses
 import json
 import multiprocessing
 from pathlib import Path
+from typing import Optional
 
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p
@@ -26,6 +28,7 @@ from nnunet_ppm.inference.paper_recipe import PAPER_HELP, resolve_prediction_arg
 from nnunet_ppm.atomic_io import write_text_atomic
 from nnunet_ppm.inference.ppm_predictor import AGGREGATIONS, PPMPredictor, case_seconds_file
 from nnunet_ppm.postprocessing.cli_options import add_postprocessing_arguments, settings_from_args
+from nnunet_ppm.postprocessing.pipeline import PostprocessingSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_postprocessing_arguments(parser)
 
 
+def postprocessing_of(args: argparse.Namespace) -> Optional[PostprocessingSettings]:
+    """The post-processing the options ask for (None: neither CRF nor largest component); the CRF runs on -device."""
+    settings = dataclasses.replace(settings_from_args(args), crf_device=args.device)
+    return settings if (settings.use_crf or settings.use_lcc) else None
+
+
 def _device(name: str) -> torch.device:
     if name == "cpu":
         torch.set_num_threads(multiprocessing.cpu_count())
@@ -83,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
         args = resolve_prediction_arguments(args, Path(model_folder))
     except ValueError as error:
         raise SystemExit(f"nnunet_ppm predict: {error}")
-    settings = settings_from_args(args)
-    postprocessing = settings if (settings.use_crf or settings.use_lcc) else None
+    postprocessing = postprocessing_of(args)
     predictor = PPMPredictor(tile_step_size=args.step_size, use_gaussian=True, use_mirroring=not args.disable_tta,
                              perform_everything_on_device=not args.not_on_device, device=_device(args.device),
                              verbose=args.verbose, verbose_preprocessing=args.verbose,
@@ -96,11 +104,12 @@ def run(args: argparse.Namespace) -> int:
     seconds_file = case_seconds_file(args.o, args.part_id, args.num_parts)
     seconds_file.unlink(missing_ok=True)  # an earlier call's; this call's is written when it has finished
     if postprocessing is not None:
-        postprocessing.crf_params.to_json(join(args.o, "postprocessing_settings.json"), use_crf=settings.use_crf,
-                                          use_lcc=settings.use_lcc, lcc_mode=settings.lcc_mode,
-                                          crf_backend=settings.crf_backend, aggregation=args.aggregation,
-                                          paper=args.paper, folds=[str(f) for f in folds],
-                                          test_time_mirroring=not args.disable_tta)
+        postprocessing.crf_params.to_json(join(args.o, "postprocessing_settings.json"),
+                                          use_crf=postprocessing.use_crf, use_lcc=postprocessing.use_lcc,
+                                          lcc_mode=postprocessing.lcc_mode, crf_backend=postprocessing.crf_backend,
+                                          crf_device=postprocessing.crf_device,
+                                          aggregation=args.aggregation, paper=args.paper,
+                                          folds=[str(f) for f in folds], test_time_mirroring=not args.disable_tta)
     predictor.predict_from_files(args.i, args.o, save_probabilities=args.save_probabilities,
                                  overwrite=not args.continue_prediction,
                                  num_processes_preprocessing=args.npp,
