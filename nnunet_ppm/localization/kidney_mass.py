@@ -54,9 +54,9 @@ from typing import Optional, Sequence, Tuple
 import cc3d
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from nnunet_ppm.dataset_conversion.roi import Box
+from nnunet_ppm.localization.ellipsoid_morphology import binary_closing, binary_dilation, binary_opening
 from nnunet_ppm.localization.localizer import grow_box
 from nnunet_ppm.localization.low_resolution import block_average
 
@@ -66,27 +66,18 @@ DEFAULT_SEARCH_MM = 100.0
 OPENINGS_MM = (4.0, 5.0, 6.0, 7.0, 8.0)
 
 
-def _ball(radius_voxels: Sequence[float]) -> np.ndarray:
-    """An ellipsoidal structuring element with the given radius (voxels) per axis."""
-    half = [int(math.floor(r)) for r in radius_voxels]
-    grids = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
-    return sum((g / max(r, 1e-6)) ** 2 for g, r in zip(grids, radius_voxels)) <= 1.0
-
-
 def _mass(tissue: np.ndarray, core: Tuple[slice, ...], radius_voxels: Sequence[float],
           close: bool) -> Optional[np.ndarray]:
     """The opened component of `tissue` (closed first with `close`) with most voxels in `core`, plus the tissue the
     opening shaved off it."""
-    ball = _ball(radius_voxels)
     if close:
-        tissue = ndimage.binary_closing(tissue, structure=ball) | tissue  # | tissue: closing erodes at the border
-    components = cc3d.connected_components(ndimage.binary_opening(tissue, structure=ball).astype(np.uint8),
-                                           connectivity=6)
+        tissue = binary_closing(tissue, radius_voxels) | tissue  # | tissue: closing erodes at the border
+    components = cc3d.connected_components(binary_opening(tissue, radius_voxels).astype(np.uint8), connectivity=6)
     in_core = components[core]
     ids, counts = np.unique(in_core[in_core > 0], return_counts=True)
     if len(ids) == 0:
         return None
-    return ndimage.binary_dilation(components == ids[np.argmax(counts)], structure=ball) & tissue
+    return binary_dilation(components == ids[np.argmax(counts)], radius_voxels) & tissue
 
 
 def kidney_mass_box(ct: sitk.Image, box: Box, search_mm: float = DEFAULT_SEARCH_MM,
