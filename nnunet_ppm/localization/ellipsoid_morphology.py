@@ -41,31 +41,33 @@ def _shifted(offset: Tuple[int, int], shape: Sequence[int]) -> Tuple[Tuple[slice
     return tuple(target), tuple(source)
 
 
-def binary_dilation(mask: np.ndarray, radius_voxels: Sequence[float]) -> np.ndarray:
-    """``scipy.ndimage.binary_dilation(mask, structure=ball(radius_voxels))`` of a 3D boolean mask."""
-    out = np.zeros(mask.shape, bool)
+def _by_runs(mask: np.ndarray, radius_voxels: Sequence[float], erode: bool) -> np.ndarray:
+    """The dilation (OR of the runs' shifted 1D dilations) or erosion (AND of the 1D erosions) of `mask`."""
+    out = np.full(mask.shape, erode)
+    along_last_axis = ndimage.minimum_filter1d if erode else ndimage.maximum_filter1d
     as_bytes = mask.astype(np.uint8)
     for half, offsets in _runs(radius_voxels).items():
-        along = ndimage.maximum_filter1d(as_bytes, 2 * half + 1, axis=2, mode="constant", cval=0).view(bool)
+        along = along_last_axis(as_bytes, 2 * half + 1, axis=2, mode="constant", cval=0).view(bool)
         for offset in offsets:
             target, source = _shifted(offset, mask.shape)
-            out[target] |= along[source]
-    return out
-
-
-def binary_erosion(mask: np.ndarray, radius_voxels: Sequence[float]) -> np.ndarray:
-    """``scipy.ndimage.binary_erosion(mask, structure=ball(radius_voxels))`` of a 3D boolean mask."""
-    out = np.ones(mask.shape, bool)
-    as_bytes = mask.astype(np.uint8)
-    for half, offsets in _runs(radius_voxels).items():
-        along = ndimage.minimum_filter1d(as_bytes, 2 * half + 1, axis=2, mode="constant", cval=0).view(bool)
-        for offset in offsets:
-            target, source = _shifted(offset, mask.shape)
+            if not erode:
+                out[target] |= along[source]
+                continue
             out[target] &= along[source]
             for axis, (part, n) in enumerate(zip(target, mask.shape)):  # the run lies outside: background
                 out[(slice(None),) * axis + (slice(0, part.start),)] = False
                 out[(slice(None),) * axis + (slice(part.stop, n),)] = False
     return out
+
+
+def binary_dilation(mask: np.ndarray, radius_voxels: Sequence[float]) -> np.ndarray:
+    """``scipy.ndimage.binary_dilation(mask, structure=ball(radius_voxels))`` of a 3D boolean mask."""
+    return _by_runs(mask, radius_voxels, erode=False)
+
+
+def binary_erosion(mask: np.ndarray, radius_voxels: Sequence[float]) -> np.ndarray:
+    """``scipy.ndimage.binary_erosion(mask, structure=ball(radius_voxels))`` of a 3D boolean mask."""
+    return _by_runs(mask, radius_voxels, erode=True)
 
 
 def binary_closing(mask: np.ndarray, radius_voxels: Sequence[float]) -> np.ndarray:
