@@ -53,13 +53,14 @@ def _by_runs(mask: np.ndarray, radius_voxels: Sequence[float], erode: bool) -> n
         along = along_last_axis(as_bytes, 2 * half + 1, axis=2, mode="constant", cval=0).view(bool)
         for offset in offsets:
             target, source = _shifted(offset, mask.shape)
-            if not erode:
+            if erode:
+                out[target] &= along[source]
+            else:
                 out[target] |= along[source]
-                continue
-            out[target] &= along[source]
-            for axis, (part, n) in enumerate(zip(target, mask.shape)):  # the run lies outside: background
-                out[(slice(None),) * axis + (slice(0, part.start),)] = False
-                out[(slice(None),) * axis + (slice(part.stop, n),)] = False
+    if erode:  # where the ball reaches outside the array along the first two axes: background there
+        for axis, half in enumerate(int(math.floor(r)) for r in radius_voxels[:2]):
+            out[(slice(None),) * axis + (slice(0, half),)] = False
+            out[(slice(None),) * axis + (slice(max(mask.shape[axis] - half, 0), None),)] = False
     return out
 
 
