@@ -4,8 +4,8 @@ Entry point :func:`dense_crf`. The mean-field inference itself is a
 *backend*: ``"pydensecrf"`` (reference; CPU, one core, permutohedral
 lattice) or ``"torch"`` (``crf_torch``: grids at a fraction of the kernels'
 width, an active set where few voxels are uncertain; on the device asked for,
-else the GPU when present, one CPU thread otherwise). Both see the same blocks and the same
-parameters, so their results can be compared voxel by voxel.
+else the GPU when present, one CPU thread otherwise). Both see the same blocks
+and the same parameters, so their results can be compared voxel by voxel.
 """
 import functools
 from typing import Callable, Dict, Optional, Sequence
@@ -52,7 +52,7 @@ def dense_crf(probabilities: np.ndarray, image: np.ndarray, spacing: Sequence[fl
         raise ValueError(f"unknown CRF backend {backend!r}; available: {sorted(CRF_BACKENDS)}")
     mean_field = CRF_BACKENDS[backend]
     if backend == "torch" and device is not None:
-        mean_field = functools.partial(mean_field_torch, device=torch.device(device))
+        mean_field = functools.partial(mean_field, device=torch.device(device))
     labels = argmax_labels(probabilities)
     margin = [int(np.ceil(params.margin_mm / s)) for s in spacing]
     low, high = params.hu_window

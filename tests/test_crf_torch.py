@@ -8,10 +8,10 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
+from nnunet_ppm.inference import predict_cli
 from nnunet_ppm.postprocessing.crf_params import CRFParams
 from nnunet_ppm.postprocessing.crf_pydensecrf import mean_field_pydensecrf
 from nnunet_ppm.postprocessing.crf_torch import _foreground_marginals, mean_field_torch
-from nnunet_ppm.inference import predict_cli
 from nnunet_ppm.postprocessing.dense_crf import dense_crf
 from nnunet_ppm.postprocessing.pipeline import postprocess_probabilities
 from synthetic_postprocessing_cases import blurred_noisy_probabilities, ct_of, dice, kidney_truth, small_case
